@@ -1,0 +1,245 @@
+"""The X (Twitter) account channel, over tweepy's ``AsyncClient`` (API v2).
+
+tweepy hard-codes ``https://api.twitter.com``; the client is given a
+:class:`_RebasedSession` that sends its requests to ``config.api_url`` instead
+(the OAuth 1.0a signature still names api.twitter.com: a proxy or fake must not
+verify it). Rate limits are never waited for here: a 429 becomes
+``RateLimited(retry_after)`` and the caller schedules the retry.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from collections.abc import Awaitable
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+import aiohttp
+import tweepy
+from tweepy.asynchronous import AsyncClient
+from yarl import URL
+
+from bot.channels.base import ChannelConfig, FetchResult, ReplyTarget
+from bot.domain import Author, InboundItem, ItemKind, Platform, SentReply
+from bot.errors import ChannelError, RateLimited, ReplyRejected, TokenInvalid, Transient
+
+TWEEPY_HOST = "https://api.twitter.com"
+DEFAULT_BACKFILL_SECONDS = 86_400
+DEFAULT_RETRY_AFTER = 60.0
+MAX_WEIGHTED_LENGTH = 280
+TWEET_FIELDS = ["created_at", "conversation_id", "in_reply_to_user_id", "referenced_tweets",
+                "public_metrics", "author_id"]
+# 403 problem types that mean "these credentials may not do this", not "not this reply".
+AUTH_PROBLEMS = ("client-forbidden", "unsupported-authentication", "not-authorized-for-resource")
+
+T = TypeVar("T")
+
+# twitter-text v3 configuration: code points in these ranges weigh 1, others 2;
+# a URL weighs 23, an emoji (with its modifiers and joiners) 2; text is NFC-normalised.
+_LIGHT_RANGES = ((0, 4351), (8192, 8205), (8208, 8223), (8242, 8247))
+_URL = re.compile(r"https?://\S+|(?<![\w@.])(?:www\.)?(?:[a-z0-9-]+\.)+"
+                  r"(?:com|net|org|io|co|fr|de|uk|eu|info|app|dev|ly|me)\b(?:/\S*)?",
+                  re.IGNORECASE)
+_EMOJI_BASE = "[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u2300-\u23FF]"
+_EMOJI_MOD = "[\uFE0F\U0001F3FB-\U0001F3FF\u20E3]*"
+_EMOJI = re.compile(rf"[\U0001F1E6-\U0001F1FF]{{2}}|{_EMOJI_BASE}{_EMOJI_MOD}"
+                    rf"(?:\u200D{_EMOJI_BASE}{_EMOJI_MOD})*|[0-9#*]\uFE0F?\u20E3")
+
+
+def weighted_length(text: str) -> int:
+    """The length X counts against 280 (twitter-text v3, without its full URL grammar)."""
+    text = unicodedata.normalize("NFC", text)
+    weight = 0
+    for part, is_url in _split(text, _URL):
+        if is_url:
+            weight += 23 * 100
+            continue
+        for piece, is_emoji in _split(part, _EMOJI):
+            if is_emoji:
+                weight += 200
+                continue
+            for char in piece:
+                point = ord(char)
+                light = any(lo <= point <= hi for lo, hi in _LIGHT_RANGES)
+                weight += 100 if light else 200
+    return weight // 100
+
+
+def _split(text: str, pattern: re.Pattern[str]) -> list[tuple[str, bool]]:
+    parts: list[tuple[str, bool]] = []
+    position = 0
+    for match in pattern.finditer(text):
+        parts += [(text[position:match.start()], False), (match.group(), True)]
+        position = match.end()
+    return parts + [(text[position:], False)]
+
+
+class _RebasedSession:
+    """What tweepy needs of an ``aiohttp.ClientSession``, sending to another host."""
+
+    def __init__(self, base_url: str | None, timeout: aiohttp.ClientTimeout) -> None:
+        self._base = base_url.rstrip("/") if base_url else None
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None  # opened inside the event loop
+
+    def request(self, method: str, url: str | URL, **kwargs: Any) -> Any:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session.request(method, self._rebase(url), **kwargs)
+
+    def _rebase(self, url: str | URL) -> str | URL:
+        text = str(url)
+        if self._base is None or not text.startswith(TWEEPY_HOST):
+            return url
+        moved = self._base + text[len(TWEEPY_HOST):]
+        return URL(moved, encoded=True) if isinstance(url, URL) else moved
+
+    @property
+    def closed(self) -> bool:
+        return self._session is None or self._session.closed
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class XChannel:
+    """One X account: polls its mentions, replies in public or by direct message.
+
+    ``config.external_id`` is the account's user id. Credentials: bearer_token
+    (reading), consumer_key, consumer_secret, access_token, access_token_secret
+    (writing, OAuth 1.0a). Options: ``backfill_seconds`` (first poll, default a day),
+    ``timeout`` (seconds per call, default 30). Cursor: ``{"since_id": "..."}``.
+    """
+
+    def __init__(self, config: ChannelConfig) -> None:
+        self.config = config
+        self.user_id = config.external_id
+        creds = config.credentials
+        timeout = aiohttp.ClientTimeout(total=float(config.options.get("timeout", 30)))
+        self._session = _RebasedSession(config.api_url, timeout)
+        self._client = AsyncClient(
+            bearer_token=creds.get("bearer_token"), consumer_key=creds.get("consumer_key"),
+            consumer_secret=creds.get("consumer_secret"), access_token=creds.get("access_token"),
+            access_token_secret=creds.get("access_token_secret"), wait_on_rate_limit=False)
+        self._client.session = self._session  # duck-typed: tweepy only calls .request()
+
+    async def fetch_new(self, cursor: dict[str, Any]) -> FetchResult:
+        """Mentions newer than ``cursor["since_id"]``, or of the backfill window at first."""
+        since_id = cursor.get("since_id")
+        start_time = None
+        if not since_id:
+            backfill = int(self.config.options.get("backfill_seconds", DEFAULT_BACKFILL_SECONDS))
+            start_time = datetime.now(timezone.utc) - timedelta(seconds=backfill)
+        items: list[InboundItem] = []
+        newest_id: str | None = None
+        token: str | None = None
+        seen_tokens: set[str] = set()
+        while True:
+            page = await self._call(self._client.get_users_mentions(
+                self.user_id, since_id=since_id, start_time=start_time, pagination_token=token,
+                max_results=100, expansions=["author_id", "referenced_tweets.id"],
+                tweet_fields=TWEET_FIELDS, user_fields=["username", "name", "public_metrics"]),
+                writing=False)
+            meta = page.meta or {}
+            if newest_id is None and meta.get("newest_id"):
+                newest_id = str(meta["newest_id"])
+            users = {str(u.data["id"]): u.data for u in (page.includes or {}).get("users", [])}
+            items += [self._item(tweet.data, users) for tweet in page.data or []]
+            token = meta.get("next_token")
+            if not token or token in seen_tokens:
+                break
+            seen_tokens.add(token)
+        new_cursor = {"since_id": newest_id} if newest_id else dict(cursor)
+        return FetchResult(items=items, cursor=new_cursor)
+
+    async def reply_public(self, target: ReplyTarget, text: str) -> SentReply:
+        """A reply tweet under ``target``."""
+        self._check_length(text)
+        response = await self._call(self._client.create_tweet(
+            text=text, in_reply_to_tweet_id=target.external_id, user_auth=True), writing=True)
+        return SentReply(platform_id=str(response.data["id"]))
+
+    async def reply_private(self, target: ReplyTarget, text: str) -> SentReply:
+        """A direct message to the author of ``target``."""
+        response = await self._call(self._client.create_direct_message(
+            participant_id=target.author_id, text=text, user_auth=True), writing=True)
+        return SentReply(platform_id=str(response.data["dm_event_id"]))
+
+    def is_own(self, author_id: str) -> bool:
+        return str(author_id) == self.user_id
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    def _check_length(self, text: str) -> None:
+        length = weighted_length(text)
+        if length > MAX_WEIGHTED_LENGTH:
+            raise ReplyRejected(f"This reply is too long for X: {length}/{MAX_WEIGHTED_LENGTH} "
+                                "(links count 23, emoji and most non-Latin characters 2).")
+
+    def _item(self, tweet: dict[str, Any], users: dict[str, dict[str, Any]]) -> InboundItem:
+        author_id = str(tweet.get("author_id", ""))
+        user = users.get(author_id, {})
+        username = str(user.get("username", ""))
+        followers = (user.get("public_metrics") or {}).get("followers_count")
+        parent = next((str(ref["id"]) for ref in tweet.get("referenced_tweets") or []
+                       if ref.get("type") == "replied_to"), None)
+        tweet_id = str(tweet["id"])
+        return InboundItem(
+            platform=Platform.X, external_id=tweet_id, kind=ItemKind.MENTION,
+            channel_external_id=self.user_id,
+            author=Author(id=author_id, name=str(user.get("name", "")), handle=username,
+                          followers=int(followers) if followers is not None else None),
+            text=str(tweet.get("text", "")),
+            created_time=datetime.fromisoformat(str(tweet["created_at"]).replace("Z", "+00:00")),
+            parent_external_id=parent,
+            thread_external_id=str(tweet.get("conversation_id") or tweet_id),
+            permalink=f"https://x.com/{username or 'i/web'}/status/{tweet_id}",
+            is_brand_post=self.is_own(author_id), raw=tweet)
+
+    async def _call(self, call: Awaitable[T], *, writing: bool) -> T:
+        try:
+            return await call
+        except tweepy.TooManyRequests as exc:
+            wait = DEFAULT_RETRY_AFTER
+            if exc.reset_time is not None:
+                wait = max(1.0, exc.reset_time - time.time())
+            raise RateLimited(f"X rate limit reached: {exc}", retry_after=wait) from exc
+        except tweepy.Unauthorized as exc:
+            raise TokenInvalid(f"X refused the credentials: {exc}") from exc
+        except tweepy.Forbidden as exc:
+            raise self._forbidden(exc, await _problem_type(exc), writing) from exc
+        except tweepy.BadRequest as exc:
+            raise ReplyRejected(f"X rejected the request: {_detail(exc)}") from exc
+        except tweepy.NotFound as exc:
+            if writing:
+                raise ReplyRejected(f"X could not find it: {_detail(exc)}") from exc
+            raise Transient(f"X answered 404: {_detail(exc)}") from exc
+        except tweepy.TwitterServerError as exc:
+            raise Transient(f"X server error: {exc}") from exc
+        except tweepy.HTTPException as exc:
+            raise Transient(f"X answered unexpectedly: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Transient(f"X unreachable: {exc!r}") from exc
+
+    def _forbidden(self, exc: tweepy.Forbidden, problem: str, writing: bool) -> ChannelError:
+        """403 on a reply is usually about that reply (duplicate, too long, not allowed)."""
+        if writing and not any(kind in problem for kind in AUTH_PROBLEMS):
+            return ReplyRejected(f"X refused this reply: {_detail(exc)}")
+        return TokenInvalid(f"X forbids this for these credentials: {_detail(exc)}")
+
+
+def _detail(exc: tweepy.HTTPException) -> str:
+    return "; ".join(str(m) for m in exc.api_messages) or str(exc)
+
+
+async def _problem_type(exc: tweepy.HTTPException) -> str:
+    """The problem ``type`` of an error body (tweepy keeps messages, not the type)."""
+    try:
+        body = await exc.response.json(content_type=None)
+    except (ValueError, aiohttp.ClientError, AttributeError, TypeError):
+        return ""
+    return str(body.get("type", "")) if isinstance(body, dict) else ""

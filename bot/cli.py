@@ -1,0 +1,216 @@
+"""The ``relais`` command: parses arguments, loads settings, calls the app or a job.
+
+Every command honours ``RELAIS_DATABASE_URL`` and the other ``RELAIS_*``
+settings (see README). A configuration mistake ends with a one-line message
+naming the setting and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from bot import __version__, logs
+from bot.errors import ConfigError, RelaisError, RulesError
+from bot.settings import Settings, ensure_secret_key, load_settings
+
+log = logging.getLogger("relais")
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    settings = load_settings(
+        config_file=getattr(args, "config", None),
+        data_dir=getattr(args, "data_dir", None),
+        **overrides,
+    )
+    settings = ensure_secret_key(settings)
+    logs.hide(settings.fb_app_secret.reveal(), settings.fb_verify_token.reveal(), settings.secret_key.reveal())
+    return settings
+
+
+# --- commands ----------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.serve import serve
+
+    settings = _settings(args, host=args.host, port=args.port)
+    return asyncio.run(serve(settings, with_web=True, worker=not args.no_worker))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from bot.serve import serve
+
+    return asyncio.run(serve(_settings(args), with_web=False, worker=True))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.demo.run import run_demo
+
+    return asyncio.run(run_demo(args))
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from bot.store import db
+
+    settings = _settings(args)
+    db.upgrade(settings.database_url)
+    print(f"database at revision {db.current_revision(settings.database_url)}")
+    return 0
+
+
+def cmd_channels(args: argparse.Namespace) -> int:
+    from bot import commands
+
+    settings = _settings(args)
+    if args.channels_command == "list":
+        return asyncio.run(commands.list_channels(settings, args.format))
+    return asyncio.run(commands.add_channel(settings, args))
+
+
+def cmd_items(args: argparse.Namespace) -> int:
+    from bot import commands
+
+    return asyncio.run(commands.list_items(_settings(args), args.format, args.limit))
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from bot import commands
+
+    return asyncio.run(commands.import_file(_settings(args), args.file))
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from classifiers import Context, load_or_train
+
+    settings = _settings(args)
+    model = load_or_train(settings.model_dir)
+    texts = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    context = Context(platform=args.platform, kind=args.kind, parent_is_ad=args.parent_is_ad)
+    for prediction in model.predict(texts, [context] * len(texts)):
+        print(
+            json.dumps(
+                {
+                    "label": prediction.label,
+                    "confidence": round(prediction.confidence, 4),
+                    "language": prediction.language,
+                    "explanation": list(prediction.explanation),
+                    "model_version": prediction.model_version,
+                },
+                ensure_ascii=False,
+            )
+        )
+    return 0
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    from bot.pipeline.rules import load_rules
+
+    path = Path(args.file) if args.file else _settings(args).rules_file
+    rules = load_rules(path)
+    print(f"{path}: OK, {len(rules.rules)} rules, {len(rules.experts)} experts, version {rules.version}")
+    return 0
+
+
+# --- parser ------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relais",
+        description="Relais: route social customer-care posts to the expert best placed to answer.",
+    )
+    parser.add_argument("--version", action="version", version=f"relais {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="a TOML config file (default: $RELAIS_CONFIG)")
+    common.add_argument("--data-dir", type=Path, help="data folder (default: $RELAIS_DATA_DIR or ./data)")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", parents=[common], help="run everything on simulated pages, with a local mail catcher")
+    p.add_argument("--port", type=int, default=8080, help="web port (default 8080)")
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long (default: until Ctrl-C)")
+    p.add_argument("--speed", type=float, default=1.0, help="scripted stream speed factor (default 1)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", parents=[common], help="run the web server, the worker and the pollers")
+    p.add_argument("--host", default=None, help="listen address (default $RELAIS_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="listen port (default $RELAIS_PORT or 8080)")
+    p.add_argument("--no-worker", action="store_true", help="web only; run workers apart with 'relais worker'")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", parents=[common], help="run a worker only (more can run beside it on PostgreSQL)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("db", help="database schema")
+    dbsub = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = dbsub.add_parser("upgrade", parents=[common], help="apply the migrations (the server does it by itself on SQLite)")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    p = sub.add_parser("channels", help="connected pages and accounts")
+    csub = p.add_subparsers(dest="channels_command", required=True, metavar="ACTION")
+    add = csub.add_parser("add", help="connect a Facebook Page or an X account")
+    asub = add.add_subparsers(dest="platform", required=True, metavar="PLATFORM")
+    fb = asub.add_parser("facebook", parents=[common], help="a Facebook Page")
+    fb.add_argument("--page-id", required=True)
+    fb.add_argument("--name", required=True)
+    fb.add_argument("--token", help="the Page access token (default $RELAIS_FB_PAGE_TOKEN)")
+    fb.add_argument("--api-url", help="Graph API base URL for this page (default $RELAIS_FB_GRAPH_URL)")
+    fb.add_argument("--poll-interval", type=float, default=300.0, metavar="SECONDS", help="reconcile interval (default 300)")
+    x = asub.add_parser("x", parents=[common], help="an X account")
+    x.add_argument("--user-id", required=True)
+    x.add_argument("--name", required=True)
+    for opt in ("bearer-token", "consumer-key", "consumer-secret", "access-token", "access-token-secret"):
+        env = "RELAIS_X_" + opt.upper().replace("-", "_")
+        x.add_argument(f"--{opt}", help=f"default ${env}")
+    x.add_argument("--api-url", help="X API base URL for this account (default $RELAIS_X_API_URL)")
+    x.add_argument("--poll-interval", type=float, default=60.0, metavar="SECONDS", help="mentions poll interval (default 60)")
+    ls = csub.add_parser("list", parents=[common], help="list the connected channels (no secrets shown)")
+    ls.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_channels)
+
+    p = sub.add_parser("items", parents=[common], help="list stored items with their label, assignee and response time")
+    p.add_argument("--format", choices=("table", "json", "jsonl"), default="table", help="jsonl: the import format")
+    p.add_argument("--limit", type=int, default=None)
+    p.set_defaults(func=cmd_items)
+
+    p = sub.add_parser("import", parents=[common], help="load historical items from a JSONL file (docs/import-format.md)")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("classify", parents=[common], help="classify texts; one JSON line per text")
+    p.add_argument("text", nargs="*", help="texts (default: one per line on standard input)")
+    p.add_argument("--platform", default="facebook")
+    p.add_argument("--kind", default="comment")
+    p.add_argument("--parent-is-ad", action="store_true", help="the text answers an ad or promotion")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("rules", help="routing rules")
+    rsub = p.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
+    chk = rsub.add_parser("check", parents=[common], help="validate a rules file (default: the configured one)")
+    chk.add_argument("file", nargs="?")
+    chk.set_defaults(func=cmd_rules_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.setup(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"relais: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except RulesError as exc:
+        print(f"relais: invalid routing rules:\n{exc}", file=sys.stderr)
+        return 2
+    except RelaisError as exc:
+        print(f"relais: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

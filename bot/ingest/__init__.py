@@ -1,0 +1,1 @@
+"""Getting items in: webhook deliveries (verify, store, acknowledge) and pollers."""

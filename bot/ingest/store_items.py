@@ -1,0 +1,119 @@
+"""Store what a platform reported, once per platform object, and queue it for classification.
+
+The single entry point for webhooks, polling and ``relais import``: dedupe on
+(platform, external id), so a redelivery or a poll that overlaps a webhook
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.domain import ChangeVerb, InboundItem
+from bot.kpi import events
+from bot.pipeline import queue
+from bot.store.models import Channel, Item, utcnow
+
+log = logging.getLogger(__name__)
+
+#: statuses in which nobody has answered yet: an edit there is classified again
+UNANSWERED = ("new", "classified", "needs_review", "routed", "notified")
+
+
+@dataclass
+class IngestResult:
+    new: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    updated: list[int] = field(default_factory=list)
+
+
+def _row(item: InboundItem, channel: Channel | None, source: str) -> dict[str, object]:
+    now = utcnow()
+    is_own = item.is_brand_post
+    return {
+        "channel_id": channel.id if channel else None,
+        "platform": item.platform.value,
+        "external_id": item.external_id,
+        "kind": item.kind.value,
+        "parent_external_id": item.parent_external_id,
+        "thread_external_id": item.thread_external_id,
+        "author_id": item.author.id,
+        "author_name": item.author.name,
+        "author_handle": item.author.handle,
+        "author_followers": item.author.followers,
+        "text": item.text,
+        "created_time": item.created_time,
+        "received_at": now,
+        "permalink": item.permalink,
+        "raw": item.raw,
+        "is_brand_post": is_own,
+        "is_ad": item.is_ad,
+        "status": "brand" if is_own else "new",
+        "source": source,
+    }
+
+
+async def _apply_change(session: AsyncSession, item: InboundItem, result: IngestResult) -> None:
+    row = await session.scalar(
+        select(Item).where(Item.platform == item.platform.value, Item.external_id == item.external_id)
+    )
+    if row is None:
+        return
+    if item.verb is ChangeVerb.REMOVE:
+        row.text, row.status = "", "removed"
+    elif item.verb is ChangeVerb.HIDE:
+        row.is_hidden = True
+    elif item.verb is ChangeVerb.UNHIDE:
+        row.is_hidden = False
+    elif item.verb is ChangeVerb.EDIT and item.text != row.text:
+        row.text = item.text
+        if row.status in UNANSWERED:
+            row.status = "new"
+            await queue.enqueue(session, "classify", {"item_id": row.id})
+    if item.is_ad and not row.is_ad:
+        row.is_ad = True
+    result.updated.append(row.id)
+
+
+async def store_items(
+    session: AsyncSession, channel: Channel | None, items: Iterable[InboundItem], *, source: str
+) -> IngestResult:
+    """Insert new items (each platform object once) and queue the ones to answer.
+
+    Runs in the caller's transaction. Brand posts are stored (so comments know
+    their parent and whether it is an ad) but never queued; neither are items
+    from ``relais import`` (history).
+    """
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    result = IngestResult()
+    for item in items:
+        if item.verb is not ChangeVerb.ADD:
+            await _apply_change(session, item, result)
+            continue
+        stmt = (
+            insert(Item)
+            .values(**_row(item, channel, source))
+            .on_conflict_do_nothing(index_elements=["platform", "external_id"])
+            .returning(Item.id)
+        )
+        item_id = (await session.execute(stmt)).scalar_one_or_none()
+        if item_id is None:
+            result.duplicates += 1
+            if item.is_ad:  # a later look may learn that a stored post is an ad
+                await _apply_change(session, item, IngestResult())
+            continue
+        result.new.append(item_id)
+        if item.is_brand_post or source == "import":
+            continue  # imported history is stored as it was, not answered again
+        stored = await session.get(Item, item_id)
+        assert stored is not None
+        lag = events.elapsed(item.created_time, stored.received_at)
+        await events.record(session, events.INGEST_LAG, stored, lag, stored.received_at)
+        await queue.enqueue(session, "classify", {"item_id": item_id}, dedupe_key=f"classify:{item_id}")
+    return result

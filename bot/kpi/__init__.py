@@ -1,0 +1,1 @@
+"""Response-time KPIs: events recorded by the stages, and their aggregation."""

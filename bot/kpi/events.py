@@ -1,0 +1,61 @@
+"""KPI events: one row per measured fact, written by the stage where it happens.
+
+Names (seconds unless said otherwise; ``docs/kpis.md`` defines each):
+
+- ``ingest_lag_s``        platform ``created_time`` -> received by Relais
+- ``time_to_assignment_s``  platform ``created_time`` -> routed to an expert
+- ``first_response_s``    platform ``created_time`` -> first reply sent (public or private)
+- ``public_ack_s``        platform ``created_time`` -> first public reply or acknowledgement
+- ``expert_response_s``   notification email queued -> the expert's reply sent
+
+An event is recorded at most once per item and name (a retried stage records nothing twice).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.store.models import Item, KpiEvent
+
+INGEST_LAG = "ingest_lag_s"
+TIME_TO_ASSIGNMENT = "time_to_assignment_s"
+FIRST_RESPONSE = "first_response_s"
+PUBLIC_ACK = "public_ack_s"
+EXPERT_RESPONSE = "expert_response_s"
+
+
+def elapsed(start: datetime, end: datetime) -> float:
+    """Seconds from ``start`` to ``end`` (never negative: clocks disagree a little)."""
+    return max(0.0, (end - start).total_seconds())
+
+
+async def record(
+    session: AsyncSession,
+    name: str,
+    item: Item,
+    seconds: float,
+    at: datetime,
+    *,
+    expert_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> bool:
+    """Store one KPI event unless the item already has one of that name."""
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    stmt = (
+        insert(KpiEvent)
+        .values(
+            name=name,
+            item_id=item.id,
+            expert_id=expert_id,
+            channel_id=item.channel_id,
+            seconds=seconds,
+            at=at,
+            detail=detail or {},
+        )
+        .on_conflict_do_nothing(index_elements=["name", "item_id"])
+    )
+    return bool((await session.execute(stmt)).rowcount)

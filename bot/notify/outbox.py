@@ -1,0 +1,135 @@
+"""Notify stage and the outbox.
+
+``notify_expert`` composes the expert's email and stores it in the outbox (the
+``emails`` table) in one transaction with its send job; ``send_email`` delivers
+it. An SMTP outage only delays mail: the job retries with backoff, and the
+stored Message-ID makes a retry the same mail, never a second one.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from bot.notify import links
+from bot.notify.compose import NotificationView, compose_notification, draft_reply
+from bot.notify.smtp import SmtpRejected, SmtpSettings, build_message, send
+from bot.pipeline import queue
+from bot.pipeline.classify import thread_parent
+from bot.pipeline.worker import PermanentFailure
+from bot.services import Services
+from bot.store.models import Assignment, Channel, Email, Expert, Item, utcnow
+from bot.store.queries import latest_classification
+
+log = logging.getLogger(__name__)
+
+
+def _domain(address: str) -> str:
+    return address.rsplit("@", 1)[-1].strip("> ") or "localhost"
+
+
+async def notify_expert(services: Services, assignment_id: int) -> None:
+    """Write the notification for an assignment into the outbox and queue its sending."""
+    settings = services.settings
+    async with services.sessions.begin() as session:
+        assignment = await session.get(Assignment, assignment_id)
+        if assignment is None or assignment.expert_id is None:
+            return
+        item = await session.get(Item, assignment.item_id, with_for_update=True)
+        expert = await session.get(Expert, assignment.expert_id)
+        if item is None or expert is None or item.status != "routed":
+            return  # a retried job, or the item was answered or removed meanwhile
+        label = await latest_classification(session, item.id)
+        parent = await thread_parent(session, item)
+        grandparent = await thread_parent(session, parent) if parent and parent.kind == "comment" else None
+        token = await links.create_link(
+            session, settings.secret_key.reveal(), item.id, expert.id, settings.reply_link_ttl_s
+        )
+        language = expert.language if expert.language in ("fr", "en") else "fr"
+        channel = await session.get(Channel, item.channel_id) if item.channel_id else None
+        page_name = channel.name if channel else item.platform
+        view = NotificationView(
+            item_id=item.id,
+            platform=item.platform,
+            page_name=page_name,
+            kind=item.kind,
+            author_name=item.author_name,
+            author_handle=item.author_handle,
+            author_followers=item.author_followers,
+            text=item.text,
+            created_time=item.created_time,
+            permalink=item.permalink,
+            parent_text=parent.text if parent else None,
+            parent_is_ad=bool((parent and parent.is_ad) or (grandparent and grandparent.is_ad)),
+            category=label.label if label else "other",
+            confidence=label.confidence if label else 0.0,
+            explanation=tuple(label.explanation) if label else (),
+            rule_name=assignment.rule_name,
+            reply_mode=assignment.reply_mode,
+            sla_due=assignment.sla_due,
+            expert_name=expert.name,
+            expert_timezone=expert.timezone,
+            suggested_reply=draft_reply(
+                services.templates,
+                label.label if label else "other",
+                item.language if item.language in ("fr", "en") else language,
+                author_name=item.author_name,
+                page_name=page_name,
+            ),
+            reply_url=f"{settings.base_url}/reply/{token}",
+            language=language,
+        )
+        mail = compose_notification(services.templates, view)
+        email = Email(
+            message_id=f"<relais.{item.id}.{assignment.id}.{secrets.token_hex(6)}@{_domain(settings.mail_from)}>",
+            kind="notification",
+            item_id=item.id,
+            to_address=expert.email,
+            subject=mail.subject,
+            body_text=mail.text,
+            body_html=mail.html,
+        )
+        session.add(email)
+        await session.flush()
+        item.status = "notified"
+        await queue.enqueue(session, "send_email", {"email_id": email.id}, dedupe_key=f"send_email:{email.id}", max_attempts=12)
+    services.wake()
+    services.announce("item.notified", {"item_id": item.id, "expert": expert.email})
+
+
+async def send_email(services: Services, email_id: int) -> None:
+    """Deliver one outbox mail over SMTP (retried by the queue while SMTP is down)."""
+    async with services.sessions() as session:
+        email = await session.get(Email, email_id)
+        if email is None or email.status == "sent":
+            return
+        message = build_message(
+            sender=services.settings.mail_from,
+            to=email.to_address,
+            subject=email.subject,
+            text=email.body_text,
+            html=email.body_html,
+            message_id=email.message_id,
+        )
+    smtp = SmtpSettings.from_url(services.settings.smtp_url)
+    try:
+        await send(smtp, message)
+    except SmtpRejected as exc:
+        async with services.sessions.begin() as session:
+            row = await session.get(Email, email_id)
+            assert row is not None
+            row.status, row.last_error = "failed", str(exc)
+        raise PermanentFailure(f"SMTP refused the mail: {exc}") from exc
+    except Exception as exc:
+        async with services.sessions.begin() as session:
+            row = await session.get(Email, email_id)
+            assert row is not None
+            row.attempts += 1
+            row.last_error = f"{type(exc).__name__}: {exc}"
+        raise
+    async with services.sessions.begin() as session:
+        row = await session.get(Email, email_id)
+        assert row is not None
+        row.status, row.sent_at = "sent", utcnow()
+        row.attempts += 1
+    services.announce("email.sent", {"email_id": email_id, "to": email.to_address})

@@ -1,0 +1,236 @@
+"""Build a MIME message and deliver it over SMTP, converting failures into our errors.
+
+    RelaisError
+     +-- SmtpError
+          +-- SmtpUnavailable   retry later: nothing listening, timeout, connection lost,
+          |                     TLS or login trouble, any 4xx answer
+          +-- SmtpRejected      permanent: the server refused this recipient or this
+                                message with a 5xx answer; retrying will not help
+
+Login and sender refusals count as "unavailable": they concern every mail, not
+this one, so the mail must wait until an operator fixes ``RELAIS_SMTP_URL``.
+Passwords never reach a log line, a repr or an error message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import aiosmtplib
+
+from bot.errors import RelaisError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0
+URL_SETTING = "RELAIS_SMTP_URL"
+_URL_FORMS = ("smtp://[user:password@]host[:port][?starttls=true|false] "
+              "or smtps://[user:password@]host[:port]")
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+_BREAKS_AND_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_HEADER_NAME = re.compile(r"[!-9;-~]+")
+_MANAGED_HEADERS = {"from", "to", "subject", "message-id", "date", "mime-version",
+                    "content-type", "content-transfer-encoding", "content-disposition"}
+
+
+class SmtpError(RelaisError):
+    """Delivery failed; ``code`` is the server's reply code when there was one."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class SmtpUnavailable(SmtpError):
+    """The mail server could not take the message now; retry later, with backoff."""
+
+
+class SmtpRejected(SmtpError):
+    """The mail server refused this message for good (5xx); do not retry it."""
+
+
+@dataclass(frozen=True, repr=False)
+class SmtpSettings:
+    """Where and how to deliver mail.
+
+    ``use_tls`` is implicit TLS from the first byte (smtps://, usually port 465).
+    ``start_tls``: True requires STARTTLS, False never uses it, None upgrades
+    when the server offers it. ``repr`` masks the password.
+    """
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    use_tls: bool = False
+    start_tls: bool | None = None
+    timeout: float = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.use_tls and self.start_tls:
+            raise ValueError("use_tls (smtps) and start_tls cannot both be on")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+
+    def __repr__(self) -> str:
+        password = None if self.password is None else "***"
+        return (f"SmtpSettings(host={self.host!r}, port={self.port!r}, "
+                f"username={self.username!r}, password={password!r}, "
+                f"use_tls={self.use_tls!r}, start_tls={self.start_tls!r}, "
+                f"timeout={self.timeout!r})")
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpSettings:
+        """Parse the value of RELAIS_SMTP_URL.
+
+        ``smtp://[user:password@]host[:port][?starttls=true|false][&timeout=seconds]``
+        (default port 25, or 587 with ``starttls=true``; without ``starttls``
+        the connection upgrades when the server offers it) or
+        ``smtps://[user:password@]host[:port][?timeout=seconds]`` (default port
+        465). Credentials are percent-decoded. Anything else raises ValueError
+        naming RELAIS_SMTP_URL; the message never repeats the URL, which may
+        hold a password.
+        """
+        try:
+            parts = urlsplit(url.strip())
+            port = parts.port
+        except ValueError:
+            raise _url_error("the port is not a number between 0 and 65535") from None
+        scheme = parts.scheme.lower()
+        if scheme not in ("smtp", "smtps"):
+            raise _url_error(f"the scheme must be smtp or smtps, not {scheme!r}")
+        if not parts.hostname:
+            raise _url_error("the host is missing")
+        if parts.path not in ("", "/") or parts.fragment:
+            raise _url_error("there must be nothing after the host and port but ?options")
+        username = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password is not None else None
+        if password is not None and username is None:
+            raise _url_error("a password is given without a user name")
+        start_tls: bool | None = None
+        timeout = DEFAULT_TIMEOUT
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            if key == "starttls" and scheme == "smtp" and value.lower() in _TRUE | _FALSE:
+                start_tls = value.lower() in _TRUE
+            elif key == "timeout" and _is_positive_number(value):
+                timeout = float(value)
+            else:
+                raise _url_error(f"unsupported option {key!r} "
+                                 "(options: starttls for smtp://, timeout)")
+        use_tls = scheme == "smtps"
+        default_port = 465 if use_tls else 587 if start_tls else 25
+        return cls(host=parts.hostname, port=port or default_port, username=username,
+                   password=password, use_tls=use_tls,
+                   start_tls=False if use_tls else start_tls, timeout=timeout)
+
+
+def build_message(
+    *,
+    sender: str,
+    to: str,
+    subject: str,
+    text: str,
+    html: str | None,
+    message_id: str,
+    headers: dict[str, str] | None = None,
+    date: datetime | None = None,
+) -> EmailMessage:
+    """A UTF-8 message: text/plain, or multipart/alternative (text then HTML).
+
+    ``message_id`` ("local@domain", angle brackets optional) is used as is, so
+    building the same notification again, for a retry, gives the same
+    Message-ID. Header injection is impossible: line breaks and control
+    characters in the subject and extra header values become spaces; a sender,
+    recipient or Message-ID containing them raises ValueError, as does an extra
+    header that would override one set here. ``Auto-Submitted: auto-generated``
+    is added unless ``headers`` sets it.
+    """
+    message = EmailMessage()
+    message["From"] = _address(sender, "sender")
+    message["To"] = _address(to, "to")
+    message["Subject"] = _flatten(subject)
+    message["Date"] = format_datetime(date or datetime.now(timezone.utc))
+    message["Message-ID"] = _message_id(message_id)
+    extra = {"Auto-Submitted": "auto-generated", **(headers or {})}
+    for name, value in extra.items():
+        if not _HEADER_NAME.fullmatch(name) or name.lower() in _MANAGED_HEADERS:
+            raise ValueError(f"header {name!r} cannot be set through headers=")
+        message[name] = _flatten(value)
+    message.set_content(text, subtype="plain", charset="utf-8")
+    if html is not None:
+        message.add_alternative(html, subtype="html", charset="utf-8")
+    return message
+
+
+async def send(settings: SmtpSettings, message: EmailMessage) -> None:
+    """Deliver ``message`` to the recipients in its headers.
+
+    Raises :class:`SmtpUnavailable` (retryable) or :class:`SmtpRejected`
+    (permanent). Returns only once the server has accepted the message.
+    """
+    message_id = message.get("Message-ID", "?")
+    where = f"{settings.host}:{settings.port}"
+    try:
+        refused, _ = await aiosmtplib.send(
+            message,
+            hostname=settings.host,
+            port=settings.port,
+            username=settings.username,
+            password=settings.password,
+            use_tls=settings.use_tls,
+            start_tls=settings.start_tls,
+            timeout=settings.timeout,
+        )
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        codes = [refusal.code for refusal in exc.recipients]
+        detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+        if codes and all(400 <= code < 500 for code in codes):
+            raise SmtpUnavailable(f"{where} deferred the recipients: {detail}", codes[0]) from exc
+        code = next((c for c in codes if c >= 500), None)
+        raise SmtpRejected(f"{where} refused the recipients: {detail}", code) from exc
+    except aiosmtplib.SMTPDataError as exc:
+        error = SmtpRejected if exc.code >= 500 else SmtpUnavailable
+        raise error(f"{where} refused the message: {exc.code} {exc.message}", exc.code) from exc
+    except aiosmtplib.SMTPResponseException as exc:  # greeting, HELO, login, sender...
+        raise SmtpUnavailable(f"{where} answered {exc.code} {exc.message}", exc.code) from exc
+    except (aiosmtplib.SMTPException, OSError) as exc:  # refused, lost, timeout, TLS
+        raise SmtpUnavailable(f"{where} unreachable: {type(exc).__name__}: {exc}") from exc
+    except ValueError as exc:  # an address aiosmtplib cannot send safely
+        raise SmtpRejected(f"cannot send {message_id}: {exc}") from exc
+    if refused:
+        log.warning("mail %s: %s refused some recipients: %s", message_id, where, sorted(refused))
+    log.info("mail %s delivered to %s via %s", message_id, message.get("To"), where)
+
+
+def _url_error(reason: str) -> ValueError:
+    return ValueError(f"{URL_SETTING}: {reason}; expected {_URL_FORMS}")
+
+
+def _is_positive_number(value: str) -> bool:
+    try:
+        return float(value) > 0
+    except ValueError:
+        return False
+
+
+def _flatten(value: str) -> str:
+    return " ".join(_BREAKS_AND_CONTROLS.sub(" ", value).split())
+
+
+def _address(value: str, what: str) -> str:
+    if _BREAKS_AND_CONTROLS.search(value) or not value.strip():
+        raise ValueError(f"{what} address is empty or contains a line break or control character")
+    return value.strip()
+
+
+def _message_id(value: str) -> str:
+    bare = value.strip().removeprefix("<").removesuffix(">")
+    if "@" not in bare or re.search(r"[\s<>]", bare) or _BREAKS_AND_CONTROLS.search(bare):
+        raise ValueError("message_id must look like local@domain, without spaces or line breaks")
+    return f"<{bare}>"

@@ -1,0 +1,1 @@
+"""The web side: reply pages for experts, health, and (later) the triage UI."""
