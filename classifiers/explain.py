@@ -35,6 +35,20 @@ _CUES = {
 }
 
 
+# Function words and the language cue carry weight but tell a reader nothing; they are left
+# out of the explanation (negations such as "pas", "not", "jamais" are kept on purpose).
+_QUIET_WORDS = frozenset(
+    """the a an is are was were be to of in on at it its this that and or but for with my i
+    me we you your our they he she le la les un une des de du et est sont à au aux en ce ces
+    cet cette que qui il elle je tu on se sa son ses mon ma mes vos votre nos notre ça ca y
+    c j l d n s m t qu""".split()
+)
+
+
+def _is_quiet(key: str) -> bool:
+    return key in _QUIET_WORDS or key.startswith("cue:__lang_")
+
+
 def _cue_label(token: str) -> str:
     if token in _CUES:
         return _CUES[token]
@@ -98,6 +112,7 @@ class Explainer:
                     totals[key] += value / len(owners)
                     labels.setdefault(key, _quote(display.get(key, key)))
         ranked = sorted(
-            (item for item in totals.items() if item[1] > 0), key=lambda kv: (-kv[1], kv[0])
+            (item for item in totals.items() if item[1] > 0 and not _is_quiet(item[0])),
+            key=lambda kv: (-kv[1], kv[0]),
         )
         return tuple(labels[key] for key, _ in ranked[:MAX_TERMS])

@@ -202,7 +202,7 @@ def build_features(weights: dict[str, float] | None = None) -> FeatureUnion:
     parts = {"word": word, "char": char, "cues": cues}
     return FeatureUnion(
         [(name, Pipeline([("view", TextView(name)), ("tfidf", parts[name])])) for name in VIEWS],
-        transformer_weights=weights or {"word": 1.0, "char": 1.0, "cues": 0.5},
+        transformer_weights=weights or {"word": 1.0, "char": 1.0, "cues": 0.25},
     )
 
 

@@ -29,13 +29,15 @@ from classifiers.language import detect_language
 from classifiers.metrics import scores
 
 # Bump when features or estimator change: older artifacts are then retrained, not loaded.
-RECIPE = "word12-charwb25-cues/logreg-C10-balanced/v1"
+RECIPE = "word12-charwb25-cues.25/logreg-newtoncg-C30-balanced/v1"
 ARTIFACT_FORMAT = 1
 
 
 def build_pipeline(seed: int = 0) -> Pipeline:
+    # Chosen by 10-fold CV on the seed: C in 10-100 and LinearSVC + sigmoid calibration all
+    # scored within 0.01 macro-F1; newton-cg fits ~5x faster than lbfgs on these features.
     classifier = LogisticRegression(
-        C=10.0, class_weight="balanced", max_iter=3000, random_state=seed
+        C=30.0, class_weight="balanced", solver="newton-cg", max_iter=1000, random_state=seed
     )
     return Pipeline([("features", build_features()), ("clf", classifier)])
 

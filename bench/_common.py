@@ -1,0 +1,46 @@
+"""Small helpers shared by the benchmark scripts (not a test module, not part of the app)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as `.venv/bin/python bench/NAME.py` from anywhere
+    sys.path.insert(0, str(ROOT))
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list (q in 0..100)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, min(len(sorted_values), round(q / 100 * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process, MB (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def emit(result: dict[str, Any], as_json: bool, summary: list[str]) -> None:
+    """Print either one JSON object or the human summary lines."""
+    if as_json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print("\n".join(summary))
