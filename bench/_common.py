@@ -35,6 +35,8 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        # other work on the machine inflates wall-clock figures: recorded with each run
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
 
 

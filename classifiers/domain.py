@@ -9,7 +9,10 @@ LABELS: tuple[str, ...] = ("complaint", "product_feedback", "ad_reaction", "othe
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """Where an item was seen: platform (facebook|x|instagram), kind (post|comment|mention|message)."""
+    """Where an item was seen.
+
+    platform: facebook|x|instagram; kind: post|comment|mention|message.
+    """
 
     platform: str = ""
     kind: str = ""

@@ -35,7 +35,9 @@ def evaluate(
         )
         model = model_or_trainer(fit_part)
     truth = [ex.label for ex in test]
-    predicted = [p.label for p in model.predict([ex.text for ex in test], [ex.context for ex in test])]
+    predicted = [
+        p.label for p in model.predict([ex.text for ex in test], [ex.context for ex in test])
+    ]
     return scores(truth, predicted, sorted(set(truth) | set(model.classes)))
 
 

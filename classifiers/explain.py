@@ -90,10 +90,10 @@ class Explainer:
         surface = [_EDGE_PUNCT.sub("", token) for token in normalise(text).split()]
         folded = [fold_accents(token) for token in surface]
         padded = [f" {token} " for token in folded]
-        display = {key: word for key, word in zip(folded, surface) if key}
+        display = {key: word for key, word in zip(folded, surface, strict=True) if key}
         totals: dict[str, float] = defaultdict(float)
         labels: dict[str, str] = {}
-        for index, value in zip(indices, contributions):
+        for index, value in zip(indices, contributions, strict=True):
             view = VIEWS[self._view_codes[index]]
             term = self._terms[index]
             if view == "cues":

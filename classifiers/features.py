@@ -3,7 +3,8 @@
 A document is a `(text, Context)` pair. Three views are built from it:
 
 - ``word``: normalised text (lowercase, links/handles/long numbers as placeholders), word 1-2 grams;
-- ``char``: the same text with accents folded, char_wb 2-5 grams (robust to typos and missing accents);
+- ``char``: the same text with accents folded, char_wb 2-5 grams (robust to typos and to
+  missing accents);
 - ``cues``: tokens for the context (``__parent_ad__``, ``__kind_comment__``, ``__platform_x__``),
   the detected language, emoji classes, negated words (``neg_bon`` for "pas bon"), punctuation.
 """
@@ -53,14 +54,16 @@ _FR_CLITICS = frozenset("y en me te se le la les lui leur l m t s nous vous".spl
 
 _EMOJI_CLASSES: dict[str, str] = {
     **dict.fromkeys("😡😠🤬👎😤💩😞😢😭🙄😒😩😫😖😣😓😔😕☹🙁💔🤮🤢😑😐😬🙃", "neg"),
-    **dict.fromkeys("😍❤💕💖💗💘💙💚💛💜🧡🖤🤍😀😃😄😁😊🙂😉🥰😘👍👌👏🙌🔥💯✨🎉🥳😎⭐🤩💪🤤😋", "pos"),
+    **dict.fromkeys(
+        "😍❤💕💖💗💘💙💚💛💜🧡🖤🤍😀😃😄😁😊🙂😉🥰😘👍👌👏🙌🔥💯✨🎉🥳😎⭐🤩💪🤤😋", "pos"
+    ),
     **dict.fromkeys("😂🤣😆😅😹", "laugh"),
     **dict.fromkeys("🤔❓❔", "doubt"),
 }
 
 
 def fold_accents(text: str) -> str:
-    """"Problème à l'hôtel" -> "probleme a l'hotel" (œ/æ expanded, other marks dropped)."""
+    """ "Problème à l'hôtel" -> "probleme a l'hotel" (œ/æ expanded, other marks dropped)."""
     text = text.replace("œ", "oe").replace("æ", "ae")
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
@@ -83,11 +86,7 @@ def normalise(text: str) -> str:
 
 def is_emoji(ch: str) -> bool:
     code = ord(ch)
-    return (
-        0x1F300 <= code <= 0x1FAFF
-        or 0x2600 <= code <= 0x27BF
-        or ch in _EMOJI_CLASSES
-    )
+    return 0x1F300 <= code <= 0x1FAFF or 0x2600 <= code <= 0x27BF or ch in _EMOJI_CLASSES
 
 
 def negation_tokens(normalised: str) -> list[str]:
@@ -211,4 +210,4 @@ def as_docs(texts: Sequence[str], contexts: Sequence[Context] | None) -> list[Do
         return [(text, Context()) for text in texts]
     if len(contexts) != len(texts):
         raise ValueError(f"{len(texts)} texts but {len(contexts)} contexts")
-    return list(zip(texts, contexts))
+    return list(zip(texts, contexts, strict=True))

@@ -42,7 +42,9 @@ _OTHER_WORDS = frozenset(
     che non sono grazie molto anche questo obrigado não uma você""".split()
 )
 _FR_ELISION = re.compile(r"\b(?:j|l|d|c|n|qu|s|m|t|jusqu|lorsqu|puisqu)'[a-zàâäçéèêëîïôöùûüÿœ]")
-_EN_CONTRACTION = re.compile(r"[a-z](?:n't|'m|'re|'ve|'ll|'d)\b|\b(?:it|that|what|there|he|she)'s\b")
+_EN_CONTRACTION = re.compile(
+    r"[a-z](?:n't|'m|'re|'ve|'ll|'d)\b|\b(?:it|that|what|there|he|she)'s\b"
+)
 _FR_ACCENTS = re.compile(r"[àâçéèêëîïôùûüÿœæ]")
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 _NOISE = re.compile(r"https?://\S+|www\.\S+|[@#]\w+")

@@ -59,7 +59,8 @@ class Model:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self._metadata))
+        copy: dict[str, Any] = json.loads(json.dumps(self._metadata))
+        return copy
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -88,7 +89,7 @@ class Model:
                 explanation=self._explainer.explain(features[i], int(k), text),
                 model_version=self.version,
             )
-            for i, (text, k) in enumerate(zip(texts, best))
+            for i, (text, k) in enumerate(zip(texts, best, strict=True))
         ]
 
     def predict_one(self, text: str, context: Context | None = None) -> Prediction:
@@ -104,8 +105,7 @@ class Model:
         digest = _sha256_file(tmp)
         os.replace(tmp, artifact)
         record = {**self._metadata, "artifact": artifact.name, "artifact_sha256": digest}
-        _write_atomic(artifact.with_suffix(".json"), json.dumps(record, indent=2, sort_keys=True))
-        self._metadata = record
+        write_atomic(artifact.with_suffix(".json"), json.dumps(record, indent=2, sort_keys=True))
         return artifact
 
     @classmethod
@@ -196,7 +196,7 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

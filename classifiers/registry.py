@@ -11,7 +11,7 @@ from pathlib import Path
 from classifiers.data_io import load_seed
 from classifiers.domain import Example
 from classifiers.errors import ModelLoadError
-from classifiers.model import Model, _write_atomic, train
+from classifiers.model import Model, train, write_atomic
 
 logger = logging.getLogger(__name__)
 CURRENT = "current"
@@ -49,7 +49,7 @@ def use_version(directory: Path, version: str) -> None:
     """Point ``current`` at `version` after checking that it loads (integrity and versions)."""
     directory = Path(directory)
     Model.load(directory / f"{_check_version(version)}.joblib")
-    _write_atomic(directory / CURRENT, version + "\n")
+    write_atomic(directory / CURRENT, version + "\n")
 
 
 def load_current(directory: Path) -> Model:

@@ -56,17 +56,9 @@ async def _serve(app: web.Application, port: int = 0) -> tuple[web.AppRunner, in
     return runner, int(sockets[0].getsockname()[1]) if port == 0 else port
 
 
-def demo_settings(args: argparse.Namespace) -> tuple[Settings, bool]:
-    """Settings for the demo: the user's RELAIS_* values, else a fresh SQLite demo database."""
+def demo_settings(args: argparse.Namespace) -> Settings:
+    """The user's settings (RELAIS_* and --data-dir), pointed at the demo's local servers."""
     settings = load_settings(config_file=args.config, data_dir=args.data_dir)
-    import os
-
-    fresh = not os.environ.get("RELAIS_DATABASE_URL")
-    if fresh:
-        db_path = settings.data_dir / "demo.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-        settings = replace(settings, database_url=f"sqlite:///{db_path}")
     settings = replace(
         settings,
         port=args.port,
@@ -74,9 +66,8 @@ def demo_settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         base_url=f"http://127.0.0.1:{args.port}",
         fb_app_secret=settings.fb_app_secret or Secret(secrets.token_hex(16)),
         fb_verify_token=settings.fb_verify_token or Secret(secrets.token_hex(8)),
-        poll_interval_s=2.0,
     )
-    return ensure_secret_key(settings), fresh
+    return ensure_secret_key(settings)
 
 
 async def _register_channels(services: Services, page_id: str, graph_url: str, x_id: str, x_url: str, tokens: dict[str, str]) -> dict[str, int]:
@@ -164,8 +155,14 @@ async def _summary(services: Services) -> None:
     print("see every item: relais items --format json" + (f" --data-dir {services.settings.data_dir}" if services.settings.data_dir != Path.cwd() / "data" else ""))
 
 
+def _masked(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 async def run_demo(args: argparse.Namespace) -> int:
-    settings, fresh = demo_settings(args)
+    settings = demo_settings(args)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -177,7 +174,8 @@ async def run_demo(args: argparse.Namespace) -> int:
     page_id, x_id = f"10{stamp}", f"20{stamp}"
     tokens = {"fb": "demo-page-" + secrets.token_hex(8), "x": "demo-x-" + secrets.token_hex(8)}
     logs.hide(*tokens.values())
-    graph = FakeGraphAPI(webhook_url=f"{settings.base_url}/webhooks/facebook", app_secret=settings.fb_app_secret.reveal())
+    # ids that differ from one run to the next, so a reused database never confuses two runs
+    graph = FakeGraphAPI(webhook_url=f"{settings.base_url}/webhooks/facebook", app_secret=settings.fb_app_secret.reveal(), first_id=stamp * 1000)
     graph.add_page(page_id, PAGE_NAME, tokens["fb"])
     x = FakeXAPI(first_id=stamp * 10**9)
     x.add_account(x_id, X_USERNAME, tokens["x"], name=PAGE_NAME)
@@ -210,7 +208,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     services = app[SERVICES]
     print(
         f"""
-Relais demo is running{' (fresh database ' + settings.database_url + ')' if fresh else ''}
+Relais demo is running (database {_masked(settings.database_url)})
   caught emails (open one, follow its link, reply): {settings.base_url}/demo/mail
   the simulated Facebook Page:  {graph_url}/__page/{page_id}
   the simulated X account:      {x_url}/__account/{x_id}

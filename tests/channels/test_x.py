@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import shared_dir
+
 from bot.channels.base import ChannelConfig, ReplyTarget
 from bot.channels.simulated.x_api import FakeXAPI
 from bot.channels.x import XChannel, weighted_length
@@ -170,7 +172,7 @@ async def test_outage_and_unreachable_are_transient(
 
 
 async def test_fake_matches_the_documented_shape(fake: FakeXAPI, aiohttp_client) -> None:
-    documented = json.loads((Path(__file__).resolve().parents[2].parent / "shared" / "samples"
+    documented = json.loads((shared_dir() / "samples"
                              / "x" / "mentions_response__x_docs.json").read_text())
     for i in range(6):
         mention(fake, i)

@@ -46,4 +46,9 @@ def test_write_read_round_trip_and_hash(tmp_path: Path) -> None:
 def test_shipped_seed_is_bilingual(seed_examples: list[Example]) -> None:
     languages = {e.language for e in seed_examples}
     assert {"fr", "en"} <= languages
-    assert {e.label for e in seed_examples} == {"complaint", "product_feedback", "ad_reaction", "other"}
+    assert {e.label for e in seed_examples} == {
+        "complaint",
+        "product_feedback",
+        "ad_reaction",
+        "other",
+    }

@@ -24,7 +24,7 @@ def test_batch_matches_single(mini_model: Model) -> None:
     texts = ["Still waiting for my refund", "Cette pub est géniale 😂", "Bonne semaine!"]
     contexts = [Context(), Context(kind="comment", parent_is_ad=True), Context(kind="comment")]
     batch = mini_model.predict(texts, contexts)
-    single = [mini_model.predict_one(t, c) for t, c in zip(texts, contexts)]
+    single = [mini_model.predict_one(t, c) for t, c in zip(texts, contexts, strict=True)]
     assert [p.label for p in batch] == [p.label for p in single]
     assert [p.confidence for p in batch] == pytest.approx([p.confidence for p in single])
     assert mini_model.predict([]) == []

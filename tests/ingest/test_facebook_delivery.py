@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,11 +12,7 @@ import pytest
 from bot.domain import ChangeVerb, ItemKind, Platform
 from bot.errors import InvalidDelivery
 from bot.ingest.facebook_delivery import parse_delivery
-
-
-def shared_dir() -> Path:
-    env = os.environ.get("RELAIS_SHARED_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared"
+from tests.conftest import shared_dir
 
 
 SAMPLES = shared_dir() / "samples" / "facebook"
@@ -26,7 +20,9 @@ SAMPLES = shared_dir() / "samples" / "facebook"
 
 def sample(name: str) -> Any:
     """A sample body; Meta's documentation pages wrap it in [...] (see SOURCE.txt)."""
-    body = json.loads(next(SAMPLES.glob(f"{name}_*.json")).read_text())
+    found = sorted(SAMPLES.glob(f"{name}_*.json"))
+    assert found, f"sample {name}_*.json not found in {SAMPLES} (set RELAIS_SHARED_DIR)"
+    body = json.loads(found[0].read_text())
     return body[0] if isinstance(body, list) else body
 
 

@@ -98,7 +98,7 @@ class FakeGraphAPI:
     """In-memory Pages, posts and comments behind a Graph-shaped HTTP API."""
 
     def __init__(self, *, webhook_url: str | None = None, app_secret: str | None = None,
-                 now: Callable[[], datetime] | None = None) -> None:
+                 now: Callable[[], datetime] | None = None, first_id: int = 1001) -> None:
         self.webhook_url, self.app_secret = webhook_url, app_secret
         self.now = now or (lambda: datetime.now(timezone.utc))
         self.pages: dict[str, Json] = {}
@@ -109,7 +109,7 @@ class FakeGraphAPI:
         self.requests: list[str] = []  # "GET /v21.0/1/feed", for assertions
         self._failure: GraphError | None = None
         self._html_outage: int | None = None
-        self._ids = itertools.count(1001)
+        self._ids = itertools.count(first_id)
         self._app: web.Application | None = None
 
     # -- scripting ------------------------------------------------------------

@@ -1,0 +1,147 @@
+"""The classifier: batched throughput, single-item latency, load time and memory.
+
+    .venv/bin/python bench/classifier_bench.py [--models-dir DIR] [--batch 10000]
+                                               [--singles 500] [--json]
+
+Without ``--models-dir`` a temporary folder is used. When the folder holds no current
+model, one is trained first by ``classifiers.load_or_train`` in a child process (so its
+memory does not count here); then this process loads it with ``load_or_train`` (timed) and
+measures ``Model.predict`` on a batch of ``--batch`` texts (the shipped seed texts with
+their contexts, repeated), ``Model.predict_proba`` on the same batch (features + logistic
+regression only: no language guess, no explanation), and ``Model.predict_one`` on
+``--singles`` texts one at a time. Peak RSS is ``resource.getrusage`` ru_maxrss.
+
+Goals: >= 10,000 items/s batched, < 1 ms median for one item, < 300 MB peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import ROOT, emit, machine, peak_rss_mb, percentile
+
+GOAL_ITEMS_S = 10_000
+GOAL_SINGLE_MS = 1.0
+GOAL_RSS_MB = 300
+
+
+def train_in_child(directory: Path) -> float:
+    code = (
+        "import sys, time; from pathlib import Path; from classifiers import load_or_train; "
+        "t = time.perf_counter(); load_or_train(Path(sys.argv[1])); "
+        "print(time.perf_counter() - t)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(directory)], cwd=ROOT, check=True,
+        capture_output=True, text=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def run(models_dir: Path, batch: int, singles: int) -> dict[str, object]:
+    train_s = None
+    if not (models_dir / "current").is_file():  # the registry's pointer file
+        train_s = train_in_child(models_dir)
+
+    rss_start = peak_rss_mb()
+    t0 = time.perf_counter()
+    import classifiers  # noqa: PLC0415 - import time is part of a cold start, reported apart
+
+    import_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model = classifiers.load_or_train(models_dir)
+    load_s = time.perf_counter() - t0
+    rss_loaded = peak_rss_mb()
+
+    seed = classifiers.load_seed()
+    texts = [seed[i % len(seed)].text for i in range(batch)]
+    contexts = [seed[i % len(seed)].context for i in range(batch)]
+    model.predict(texts[:100], contexts[:100])  # warm-up
+    model.predict_proba(texts[:100], contexts[:100])
+
+    gc.collect()
+    t0 = time.perf_counter()
+    predictions = model.predict(texts, contexts)
+    batch_s = time.perf_counter() - t0
+    assert len(predictions) == batch
+    rss_batch = peak_rss_mb()
+
+    t0 = time.perf_counter()
+    model.predict_proba(texts, contexts)
+    proba_s = time.perf_counter() - t0
+
+    single_ms = []
+    for i in range(singles):
+        ex = seed[(i * 7) % len(seed)]
+        t = time.perf_counter()
+        model.predict_one(ex.text, ex.context)
+        single_ms.append((time.perf_counter() - t) * 1000)
+    single_ms.sort()
+
+    return {
+        "bench": "classifier",
+        "model_version": model.version,
+        "train_s": None if train_s is None else round(train_s, 2),
+        "import_s": round(import_s, 3),
+        "load_s": round(load_s, 3),
+        "batch": batch,
+        "batch_s": round(batch_s, 3),
+        "batched_items_per_s": round(batch / batch_s),
+        "proba_only_items_per_s": round(batch / proba_s),
+        "single_median_ms": round(statistics.median(single_ms), 3),
+        "single_p99_ms": round(percentile(single_ms, 99), 3),
+        "rss_before_import_mb": round(rss_start, 1),
+        "rss_after_load_mb": round(rss_loaded, 1),
+        "peak_rss_mb": round(max(rss_batch, peak_rss_mb()), 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models-dir", type=Path, help="models folder (default: a temporary one)")
+    ap.add_argument("--batch", type=int, default=10_000, help="texts in the batch (10000)")
+    ap.add_argument("--singles", type=int, default=500, help="predict_one calls (500)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args()
+
+    if args.models_dir:
+        args.models_dir.mkdir(parents=True, exist_ok=True)
+        result = run(args.models_dir, args.batch, args.singles)
+    else:
+        with tempfile.TemporaryDirectory(prefix="relais-bench-models-") as tmp:
+            result = run(Path(tmp), args.batch, args.singles)
+    result["meets_goal"] = {
+        "batched": result["batched_items_per_s"] >= GOAL_ITEMS_S,  # type: ignore[operator]
+        "single": result["single_median_ms"] < GOAL_SINGLE_MS,  # type: ignore[operator]
+        "rss": result["peak_rss_mb"] < GOAL_RSS_MB,  # type: ignore[operator]
+    }
+    result.update(machine())
+    ok = {True: "met", False: "NOT met"}
+    goals = result["meets_goal"]
+    summary = [
+        f"classifier {result['model_version']}"
+        + (f" (trained in a child process in {result['train_s']} s)" if result["train_s"] else ""),
+        f"  batched predict: {result['batched_items_per_s']:,} items/s "
+        f"({result['batch']} texts in {result['batch_s']} s; goal >= {GOAL_ITEMS_S:,}: "
+        f"{ok[goals['batched']]})",  # type: ignore[index]
+        f"    predict_proba alone (no language, no explanation): "
+        f"{result['proba_only_items_per_s']:,} items/s",
+        f"  predict_one: median {result['single_median_ms']} ms, p99 {result['single_p99_ms']} ms "
+        f"(goal < {GOAL_SINGLE_MS} ms: {ok[goals['single']]})",  # type: ignore[index]
+        f"  load: import {result['import_s']} s, load_or_train {result['load_s']} s",
+        f"  peak RSS {result['peak_rss_mb']} MB (after load {result['rss_after_load_mb']} MB; "
+        f"goal < {GOAL_RSS_MB} MB: {ok[goals['rss']]})",  # type: ignore[index]
+        f"  load average {result['loadavg_1m']}",
+    ]
+    emit(result, args.json, summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Run the real ``relais`` command in a subprocess against a real database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from bot import PROJECT_ROOT
+
+TIMEOUT_S = 180
+
+
+@dataclass
+class Relais:
+    """``python -m bot`` with its own data folder and database."""
+
+    env: dict[str, str]
+    cwd: Path
+
+    def __call__(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", *args],
+            env=self.env,
+            cwd=self.cwd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=TIMEOUT_S,
+        )
+        if check:
+            assert done.returncode == 0, f"relais {' '.join(args)} -> {done.returncode}\n{done.stderr}"
+        return done
+
+
+def make_relais(folder: Path, database_url: str, models_dir: Path) -> Relais:
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAIS_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    env.update(
+        RELAIS_DATA_DIR=str(folder / "data"),
+        RELAIS_DATABASE_URL=database_url,
+        RELAIS_MODELS_DIR=str(models_dir),
+    )
+    relais = Relais(env=env, cwd=folder)
+    if database_url.startswith("postgresql"):
+        relais("db", "upgrade")  # the server upgrades only SQLite by itself
+    return relais
+
+
+@pytest.fixture
+def relais(tmp_path: Path, database_url: str, models_dir: Path) -> Relais:
+    return make_relais(tmp_path / "one", database_url, models_dir)
+
+
+@pytest.fixture
+def second_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """Another fresh database of the same kind as ``database_url``."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'second.db'}"
+        return
+    base = os.environ.get("RELAIS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in base else "?"
+    yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
