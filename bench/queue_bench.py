@@ -165,8 +165,8 @@ def main() -> None:
                 conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
     result = {"bench": "queue", "backends": backends, **machine()}
-    summary = [f"queue: {args.jobs} no-op jobs, {args.workers} worker processes x "
-               f"{args.concurrency} jobs per claim (load average {result['loadavg_1m']})"]
+    summary = [(f"queue: {args.jobs} no-op jobs, {args.workers} worker processes x "
+               f"{args.concurrency} jobs per claim (load average {result['loadavg_1m']})")]
     for b in backends:
         summary.append(
             f"  {b['backend']:<10} enqueue {b['enqueue_jobs_per_s']:>6,} jobs/s   "

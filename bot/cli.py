@@ -17,7 +17,7 @@ from typing import Any
 
 from bot import __version__, logs
 from bot.errors import ConfigError, RelaisError, RulesError
-from bot.settings import Settings, ensure_secret_key, load_settings
+from bot.settings import Settings, ensure_secret_key, load_settings, url_passwords
 
 log = logging.getLogger("relais")
 
@@ -30,6 +30,7 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     )
     settings = ensure_secret_key(settings)
     logs.hide(settings.fb_app_secret.reveal(), settings.fb_verify_token.reveal(), settings.secret_key.reveal())
+    logs.hide(*url_passwords(settings))
     return settings
 
 
@@ -161,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     fb.add_argument("--name", required=True)
     fb.add_argument("--token", help="the Page access token (default $RELAIS_FB_PAGE_TOKEN)")
     fb.add_argument("--api-url", help="Graph API base URL for this page (default $RELAIS_FB_GRAPH_URL)")
-    fb.add_argument("--poll-interval", type=float, default=300.0, metavar="SECONDS", help="reconcile interval (default 300)")
+    fb.add_argument("--poll-interval", type=float, default=None, metavar="SECONDS", help="reconcile interval (default $RELAIS_POLL_INTERVAL or 60)")
     x = asub.add_parser("x", parents=[common], help="an X account")
     x.add_argument("--user-id", required=True)
     x.add_argument("--name", required=True)
@@ -169,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         env = "RELAIS_X_" + opt.upper().replace("-", "_")
         x.add_argument(f"--{opt}", help=f"default ${env}")
     x.add_argument("--api-url", help="X API base URL for this account (default $RELAIS_X_API_URL)")
-    x.add_argument("--poll-interval", type=float, default=60.0, metavar="SECONDS", help="mentions poll interval (default 60)")
+    x.add_argument("--poll-interval", type=float, default=None, metavar="SECONDS", help="mentions poll interval (default $RELAIS_POLL_INTERVAL or 60)")
     ls = csub.add_parser("list", parents=[common], help="list the connected channels (no secrets shown)")
     ls.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_channels)

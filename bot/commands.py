@@ -60,7 +60,7 @@ async def add_channel(settings: Settings, args: argparse.Namespace) -> int:
             channel.credentials = credentials
             channel.credentials_ref = "db"
             channel.api_url = args.api_url
-            channel.poll_interval_s = args.poll_interval
+            channel.poll_interval_s = args.poll_interval or settings.poll_interval_s
             channel.status = "active"
             session.add(channel)
     print(f"{'added' if created else 'updated'} {args.platform} channel {args.name!r} ({external_id})")

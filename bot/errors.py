@@ -6,7 +6,7 @@
      +-- ChannelError           a platform call failed (raised by channel adapters only)
      |    +-- RateLimited       wait ``retry_after`` seconds, then retry
      |    +-- Transient         5xx, timeouts, connection errors: retry with backoff
-     |    +-- TokenInvalid      the credentials are dead: stop the channel, alert a person
+     |    +-- TokenInvalid      the credentials are dead: the channel stops (status token_invalid)
      |    +-- ReplyRejected     the platform refused this reply (window closed, too long...)
      +-- InvalidDelivery        a webhook body that cannot be understood
 

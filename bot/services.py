@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from bot.settings import Settings
 
 if TYPE_CHECKING:
     from classifiers import Model
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,11 +63,12 @@ async def open_services(settings: Settings, *, load_model: bool = True) -> Async
     if load_model:
         from classifiers import load_or_train
 
+        log.info("loading the classifier from %s (the first run trains it: a few seconds)", settings.model_dir)
         model = await asyncio.to_thread(load_or_train, settings.model_dir)
     registry = ChannelRegistry(settings)
     try:
         async with sessions.begin() as session:
-            await sync_experts(session, rules)
+            await sync_experts(session, rules, settings.timezone)
         yield Services(
             settings=settings,
             engine=engine,

@@ -51,8 +51,8 @@ class Secret:
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
-    database_url: str
-    smtp_url: str = "smtp://127.0.0.1:2525"
+    database_url: str = field(repr=False)  # may hold a password
+    smtp_url: str = field(default="smtp://127.0.0.1:2525", repr=False)  # may hold a password
     mail_from: str = "Relais <relais@localhost>"
     base_url: str = "http://127.0.0.1:8080"
     host: str = "127.0.0.1"
@@ -146,7 +146,13 @@ def _convert(key: str, raw: str) -> Any:
     if key == "poll_interval_s":
         return _float(name, raw)
     if key == "smtp_url":
-        return _url(name, raw, ("smtp", "smtps"))
+        from bot.notify.smtp import SmtpSettings
+
+        try:
+            SmtpSettings.from_url(raw)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return raw
     if key in ("base_url", "fb_graph_url", "x_api_url"):
         return _url(name, raw, ("http", "https"))
     if key == "database_url":
@@ -202,6 +208,19 @@ def load_settings(
     if not (settings.templates_dir / "emails").is_dir():
         raise ConfigError(f"RELAIS_TEMPLATES_DIR: {settings.templates_dir} has no emails/ folder")
     return settings
+
+
+def url_passwords(settings: Settings) -> list[str]:
+    """Passwords written inside the database and SMTP URLs (to keep out of logs)."""
+    found = []
+    for url in (settings.database_url, settings.smtp_url):
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        if password:
+            found.append(password)
+    return found
 
 
 def ensure_secret_key(settings: Settings) -> Settings:

@@ -22,8 +22,9 @@ from bot.store.models import Channel, Item, utcnow
 
 log = logging.getLogger(__name__)
 
-#: statuses in which nobody has answered yet: an edit there is classified again
-UNANSWERED = ("new", "classified", "needs_review", "routed", "notified")
+#: statuses in which no expert has the item yet: an edit there is classified (and routed) again.
+#: Once an expert is notified, an edit only updates the text their reply page shows.
+RECLASSIFY_ON_EDIT = ("new", "classified", "needs_review", "triage")
 
 
 @dataclass
@@ -33,21 +34,26 @@ class IngestResult:
     updated: list[int] = field(default_factory=list)
 
 
+def _text(value: str) -> str:
+    """Platform text as stored: NUL characters (valid JSON, refused by PostgreSQL) removed."""
+    return value.replace("\x00", "")
+
+
 def _row(item: InboundItem, channel: Channel | None, source: str) -> dict[str, object]:
     now = utcnow()
     is_own = item.is_brand_post
     return {
         "channel_id": channel.id if channel else None,
         "platform": item.platform.value,
-        "external_id": item.external_id,
+        "external_id": _text(item.external_id),
         "kind": item.kind.value,
         "parent_external_id": item.parent_external_id,
         "thread_external_id": item.thread_external_id,
-        "author_id": item.author.id,
-        "author_name": item.author.name,
-        "author_handle": item.author.handle,
+        "author_id": _text(item.author.id),
+        "author_name": _text(item.author.name),
+        "author_handle": _text(item.author.handle),
         "author_followers": item.author.followers,
-        "text": item.text,
+        "text": _text(item.text),
         "created_time": item.created_time,
         "received_at": now,
         "permalink": item.permalink,
@@ -71,9 +77,9 @@ async def _apply_change(session: AsyncSession, item: InboundItem, result: Ingest
         row.is_hidden = True
     elif item.verb is ChangeVerb.UNHIDE:
         row.is_hidden = False
-    elif item.verb is ChangeVerb.EDIT and item.text != row.text:
-        row.text = item.text
-        if row.status in UNANSWERED:
+    elif item.verb is ChangeVerb.EDIT and _text(item.text) != row.text:
+        row.text = _text(item.text)
+        if row.status in RECLASSIFY_ON_EDIT:
             row.status = "new"
             await queue.enqueue(session, "classify", {"item_id": row.id})
     if item.is_ad and not row.is_ad:

@@ -33,7 +33,7 @@ def signature_ok(app_secret: str, body: bytes, header: str | None) -> bool:
     if not header or not header.startswith("sha256=") or not app_secret:
         return False
     expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header[len("sha256="):].strip().lower())
+    return hmac.compare_digest(expected.encode(), header[len("sha256="):].strip().lower().encode("utf-8", "replace"))
 
 
 def facebook_routes(services: Services) -> list[web.RouteDef]:
@@ -42,7 +42,7 @@ def facebook_routes(services: Services) -> list[web.RouteDef]:
     async def verify(request: web.Request) -> web.Response:
         q = request.query
         token = settings.fb_verify_token.reveal()
-        if q.get("hub.mode") == "subscribe" and token and hmac.compare_digest(q.get("hub.verify_token", ""), token):
+        if q.get("hub.mode") == "subscribe" and token and hmac.compare_digest(q.get("hub.verify_token", "").encode("utf-8", "replace"), token.encode()):
             return web.Response(text=q.get("hub.challenge", ""), content_type="text/plain")
         return web.Response(status=403, text="verification failed: wrong hub.verify_token or hub.mode\n")
 
@@ -50,9 +50,13 @@ def facebook_routes(services: Services) -> list[web.RouteDef]:
         limit = settings.webhook_max_bytes
         if request.content_length is not None and request.content_length > limit:
             return web.Response(status=413, text=f"delivery larger than {limit} bytes\n")
-        body = await request.content.read(limit + 1)
-        if len(body) > limit:
-            return web.Response(status=413, text=f"delivery larger than {limit} bytes\n")
+        chunks, size = [], 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                return web.Response(status=413, text=f"delivery larger than {limit} bytes\n")
+            chunks.append(chunk)
+        body = b"".join(chunks)
         if not signature_ok(settings.fb_app_secret.reveal(), body, request.headers.get("X-Hub-Signature-256")):
             log.warning("facebook webhook: missing or wrong signature from %s", request.remote)
             return web.Response(status=403, text="invalid or missing X-Hub-Signature-256\n")

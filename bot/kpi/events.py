@@ -1,6 +1,6 @@
 """KPI events: one row per measured fact, written by the stage where it happens.
 
-Names (seconds unless said otherwise; ``docs/kpis.md`` defines each):
+Names (seconds unless said otherwise; docs/architecture.md, "KPI events", defines each):
 
 - ``ingest_lag_s``        platform ``created_time`` -> received by Relais
 - ``time_to_assignment_s``  platform ``created_time`` -> routed to an expert
@@ -57,5 +57,6 @@ async def record(
             detail=detail or {},
         )
         .on_conflict_do_nothing(index_elements=["name", "item_id"])
+        .returning(KpiEvent.id)
     )
-    return bool((await session.execute(stmt)).rowcount)
+    return (await session.execute(stmt)).scalar_one_or_none() is not None

@@ -20,9 +20,16 @@ from bot.store.models import ReplyLink, utcnow
 
 
 class LinkError(Exception):
-    """The base of the three ways a link can fail; ``reason`` picks the page shown."""
+    """The base of the three ways a link can fail; ``reason`` picks the page shown.
+
+    ``link`` is the stored link when the token was genuine (expired or used),
+    so the page can speak the expert's language."""
 
     reason = "invalid"
+
+    def __init__(self, message: str, link: ReplyLink | None = None) -> None:
+        super().__init__(message)
+        self.link = link
 
 
 class LinkInvalid(LinkError):
@@ -67,10 +74,10 @@ async def open_link(session: AsyncSession, secret: str, token: str, *, for_updat
     if link is None:
         raise LinkInvalid("unknown link")
     expected = _signature(secret, link.id, link.item_id, link.expert_id, link.expires_at)
-    if not hmac.compare_digest(expected, signature):
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
         raise LinkInvalid("bad signature")
     if link.used_at is not None:
-        raise LinkUsed("already used")
+        raise LinkUsed("already used", link)
     if utcnow() >= link.expires_at:
-        raise LinkExpired("expired")
+        raise LinkExpired("expired", link)
     return link

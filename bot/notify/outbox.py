@@ -2,8 +2,10 @@
 
 ``notify_expert`` composes the expert's email and stores it in the outbox (the
 ``emails`` table) in one transaction with its send job; ``send_email`` delivers
-it. An SMTP outage only delays mail: the job retries with backoff, and the
-stored Message-ID makes a retry the same mail, never a second one.
+it. An SMTP outage only delays mail: the job retries with backoff. The
+Message-ID is fixed when the mail is stored, so in the rare case of a crash
+after the server accepted a mail but before it was marked sent, the copy sent
+again carries the same Message-ID and mail clients show it once.
 """
 
 from __future__ import annotations

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.pipeline import queue
 from bot.services import Services
 from bot.store.models import Classification, Item
+from bot.store.queries import item_by_external_id
 from classifiers import Context, Prediction
 
 log = logging.getLogger(__name__)
@@ -26,10 +26,8 @@ def needs_review(prediction: Prediction) -> bool:
 async def thread_parent(session: AsyncSession, item: Item) -> Item | None:
     """The post an item answers (its direct parent, else its thread's root), if stored."""
     for external_id in (item.parent_external_id, item.thread_external_id):
-        if external_id:
-            parent = await session.scalar(
-                select(Item).where(Item.platform == item.platform, Item.external_id == external_id)
-            )
+        if external_id and external_id != item.external_id:  # an X root tweet is its own conversation
+            parent = await item_by_external_id(session, item.platform, external_id)
             if parent is not None:
                 return parent
     return None

@@ -62,9 +62,9 @@ async def enqueue(
             created_at=utcnow(),
         )
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(Job.id)
     )
-    result = await session.execute(stmt)
-    return bool(result.rowcount)
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
 
 
 async def claim(

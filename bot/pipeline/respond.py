@@ -1,10 +1,19 @@
 """Respond stage: post an expert's reply through the channel, at most once, and measure it.
 
 The reply is a ``responses`` row written before anything is sent (the intent).
-Its status moves pending -> sending -> (private_sent ->) sent. A job that finds
-a reply still ``sending`` cannot know whether the platform got it (the worker
-died mid-call), so it parks the reply as ``in_doubt`` for a person to check
-instead of risking a second answer.
+Each platform call is preceded by a committed status, so a job that runs again
+after a crash knows what may already be on the platform:
+
+    pending ─► sending ─► sent                                  (public, or private without ack)
+    pending ─► sending ─► private_sent ─► ack_sending ─► sent   (private with a public ack)
+
+A job that finds ``sending`` cannot know whether the platform got the reply (the
+worker died mid-call), so it parks it as ``in_doubt`` for a person to check
+instead of risking a second answer. ``ack_sending`` found again means the
+private reply is out and the acknowledgement may be: the reply counts as sent
+and the acknowledgement is not repeated. A refused reply is ``failed`` and its
+link opens again so the expert can correct it; a refused acknowledgement
+leaves the (already sent) private reply ``sent``, with a note.
 """
 
 from __future__ import annotations
@@ -13,8 +22,9 @@ import logging
 
 from sqlalchemy import select
 
+from bot.channels.base import Channel as ChannelAdapter
 from bot.channels.base import ReplyTarget
-from bot.domain import ItemKind
+from bot.domain import ItemKind, SentReply
 from bot.errors import ChannelError, ReplyRejected, TokenInvalid
 from bot.kpi import events
 from bot.pipeline.worker import PermanentFailure
@@ -22,6 +32,8 @@ from bot.services import Services
 from bot.store.models import Channel, Email, Item, ReplyLink, Response, utcnow
 
 log = logging.getLogger(__name__)
+
+FINAL = ("sent", "failed", "in_doubt")
 
 
 async def _set(services: Services, response_id: int, **values: object) -> None:
@@ -32,68 +44,103 @@ async def _set(services: Services, response_id: int, **values: object) -> None:
             setattr(row, key, value)
 
 
-async def respond(services: Services, response_id: int) -> None:
+async def _prepare(services: Services, response_id: int) -> tuple[str, Channel, ReplyTarget, Response] | None:
+    """Claim the next step of a reply: returns its status before the step, or None when done."""
     async with services.sessions.begin() as session:
         response = await session.get(Response, response_id, with_for_update=True)
-        if response is None or response.status in ("sent", "failed", "in_doubt"):
-            return
+        if response is None or response.status in FINAL:
+            return None
         if response.status == "sending":
             response.status = "in_doubt"
             response.error = "the worker stopped while sending: check the platform before answering again"
-            in_doubt = True
-        else:
-            in_doubt = False
-            item = await session.get(Item, response.item_id)
-            channel_row = await session.get(Channel, item.channel_id) if item and item.channel_id else None
-            if item is None or channel_row is None:
-                response.status, response.error = "failed", "the item has no channel to answer on"
-                return
-            if channel_row.status == "token_invalid":
-                raise TokenInvalid(f"channel {channel_row.name!r} needs a new token")
-            resume_ack = response.status == "private_sent"
-            if not resume_ack:
-                response.status = "sending"
-            target = ReplyTarget(
-                external_id=item.external_id,
-                kind=ItemKind(item.kind),
-                author_id=item.author_id,
-                parent_external_id=item.parent_external_id,
-                thread_external_id=item.thread_external_id,
-            )
-            mode, text, ack_text = response.mode, response.text, response.ack_text
-    if in_doubt:
-        raise PermanentFailure(f"reply {response_id} is in doubt: it may or may not be on the platform")
+            return ("in_doubt", None, None, response)  # type: ignore[return-value]
+        item = await session.get(Item, response.item_id)
+        channel = await session.get(Channel, item.channel_id) if item and item.channel_id else None
+        if item is None or channel is None:
+            response.status, response.error = "failed", "the item has no channel to answer on"
+            return None
+        if channel.status == "token_invalid":
+            raise TokenInvalid(f"channel {channel.name!r} needs a new token")
+        step = response.status
+        response.status = {"pending": "sending", "private_sent": "ack_sending"}.get(step, step)
+        target = ReplyTarget(
+            external_id=item.external_id,
+            kind=ItemKind(item.kind),
+            author_id=item.author_id,
+            parent_external_id=item.parent_external_id,
+            thread_external_id=item.thread_external_id,
+        )
+        return step, channel, target, response
 
+
+async def respond(services: Services, response_id: int) -> None:
+    prepared = await _prepare(services, response_id)
+    if prepared is None:
+        return
+    step, channel_row, target, response = prepared
+    if step == "in_doubt":
+        raise PermanentFailure(f"reply {response_id} is in doubt: it may or may not be on the platform")
+    if step == "ack_sending":
+        await _finish(services, response_id, note="the public acknowledgement may not have been posted (interrupted)")
+        return
     channel = await services.channels.get(channel_row)
+    if step == "pending":
+        sent = await _send_reply(services, channel, channel_row, target, response)
+        if sent is None:
+            return
+        if response.mode == "public" or not response.ack_text:
+            await _finish(services, response_id, platform_id=sent.platform_id)
+            return
+        await _set(services, response_id, platform_id=sent.platform_id, status="private_sent")
+        await _set(services, response_id, status="ack_sending")
+    await _send_ack(services, channel, channel_row, target, response)
+
+
+async def _send_reply(
+    services: Services, channel: ChannelAdapter, row: Channel, target: ReplyTarget, response: Response
+) -> SentReply | None:
+    """The reply itself. None when the platform refused it (the expert may correct it)."""
     try:
-        if mode == "public":
-            sent = await channel.reply_public(target, text)
-            await _set(services, response_id, platform_id=sent.platform_id)
+        if response.mode == "public":
+            sent = await channel.reply_public(target, response.text)
         else:
-            if not resume_ack:
-                sent = await channel.reply_private(target, text)
-                await _set(services, response_id, platform_id=sent.platform_id, status="private_sent")
-            if ack_text:
-                ack = await channel.reply_public(target, ack_text)
-                await _set(services, response_id, ack_platform_id=ack.platform_id)
+            sent = await channel.reply_private(target, response.text)
     except ReplyRejected as exc:
-        await _set(services, response_id, status="failed", error=str(exc))
-        await _release_link(services, response_id)
-        services.announce("response.failed", {"response_id": response_id, "error": str(exc)})
+        await _set(services, response.id, status="failed", error=str(exc))
+        await _release_link(services, response.id)
+        services.announce("response.failed", {"response_id": response.id, "error": str(exc)})
+        return None
+    except ChannelError as exc:
+        await _platform_said_no(services, response.id, row.id, "pending", exc)
+        raise
+    return sent
+
+
+async def _send_ack(services: Services, channel: ChannelAdapter, row: Channel, target: ReplyTarget, response: Response) -> None:
+    try:
+        ack = await channel.reply_public(target, response.ack_text or "")
+    except ReplyRejected as exc:
+        await _finish(services, response.id, note=f"the public acknowledgement was refused: {exc}")
         return
     except ChannelError as exc:
-        async with services.sessions.begin() as session:
-            row = await session.get(Response, response_id)
-            assert row is not None
-            if row.status == "sending":
-                row.status = "pending"  # the platform said no: nothing was posted
-            row.error = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, TokenInvalid):
-                ch = await session.get(Channel, channel_row.id)
-                assert ch is not None
-                ch.status, ch.status_detail = "token_invalid", str(exc)
+        await _platform_said_no(services, response.id, row.id, "private_sent", exc)
         raise
-    await _finish(services, response_id)
+    await _set(services, response.id, ack_platform_id=ack.platform_id)
+    await _finish(services, response.id)
+
+
+async def _platform_said_no(services: Services, response_id: int, channel_id: int, back_to: str, exc: ChannelError) -> None:
+    """Nothing was posted: step back so the retry sends again; a dead token stops the channel."""
+    async with services.sessions.begin() as session:
+        row = await session.get(Response, response_id)
+        assert row is not None
+        row.status, row.error = back_to, f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, TokenInvalid):
+            channel = await session.get(Channel, channel_id)
+            assert channel is not None
+            channel.status, channel.status_detail = "token_invalid", str(exc)
+    if isinstance(exc, TokenInvalid):
+        services.announce("channel.token_invalid", {"channel_id": channel_id})
 
 
 async def _release_link(services: Services, response_id: int) -> None:
@@ -107,19 +154,21 @@ async def _release_link(services: Services, response_id: int) -> None:
                 link.used_at = None
 
 
-async def _finish(services: Services, response_id: int) -> None:
+async def _finish(services: Services, response_id: int, *, note: str | None = None, platform_id: str | None = None) -> None:
     async with services.sessions.begin() as session:
         response = await session.get(Response, response_id)
         assert response is not None
         item = await session.get(Item, response.item_id)
         assert item is not None
         now = utcnow()
-        response.status, response.sent_at, response.error = "sent", now, None
+        response.status, response.sent_at, response.error = "sent", now, note
+        if platform_id:
+            response.platform_id = platform_id
         item.status = "answered"
         since = events.elapsed(item.created_time, now)
         detail = {"mode": response.mode}
         await events.record(session, events.FIRST_RESPONSE, item, since, now, expert_id=response.expert_id, detail=detail)
-        if response.mode == "public" or response.ack_text:
+        if response.mode == "public" or response.ack_platform_id:
             await events.record(session, events.PUBLIC_ACK, item, since, now, expert_id=response.expert_id)
         notified_at = await session.scalar(
             select(Email.created_at).where(Email.item_id == item.id, Email.kind == "notification").order_by(Email.id).limit(1)

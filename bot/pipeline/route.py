@@ -16,7 +16,8 @@ from bot.pipeline import queue
 from bot.pipeline.classify import parent_is_ad
 from bot.pipeline.rules import Condition, Rule, RuleSet, fold
 from bot.services import Services
-from bot.store.models import Assignment, Classification, Expert, Item, utcnow
+from bot.store.models import Assignment, Expert, Item, utcnow
+from bot.store.queries import latest_classification
 
 
 @dataclass(frozen=True)
@@ -87,12 +88,7 @@ async def route_item(services: Services, item_id: int) -> None:
         item = await session.get(Item, item_id, with_for_update=True)
         if item is None or item.status not in ("classified", "needs_review"):
             return  # already routed (a retried job), removed, or answered
-        label = await session.scalar(
-            select(Classification)
-            .where(Classification.item_id == item.id)
-            .order_by(Classification.id.desc())
-            .limit(1)
-        )
+        label = await latest_classification(session, item.id)
         if label is None:
             return
         facts = RoutingFacts(

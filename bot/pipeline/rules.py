@@ -40,7 +40,7 @@ class ExpertSpec:
     name: str
     email: str
     language: str = "fr"
-    timezone: str = "Europe/Paris"
+    timezone: str | None = None  # None: the brand's time zone (RELAIS_TIMEZONE)
     skills: tuple[str, ...] = ()
 
 
@@ -112,6 +112,10 @@ def _map(loader: _Loader, node: yaml.MappingNode) -> _Map:
     result.key_pos, result.value_pos = {}, {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            raise yaml.constructor.ConstructorError(None, None, "a key must be a plain word", key_node.start_mark)
+        if key in result:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_pos[key] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
         result.value_pos[key] = (value_node.start_mark.line + 1, value_node.start_mark.column + 1)
@@ -151,12 +155,15 @@ def parse_duration(value: Any) -> int | None:
     if isinstance(value, int | float) and value > 0:
         return int(value)
     if isinstance(value, str) and (m := _DURATION.match(value)):
-        return int(float(m.group(1)) * _UNITS[m.group(2)])
+        seconds = int(float(m.group(1)) * _UNITS[m.group(2)])
+        return seconds if seconds > 0 else None
     return None
 
 
 _TOP_KEYS = {"version", "community_manager", "defaults", "experts", "rules"}
 _EXPERT_KEYS = {"name", "email", "language", "timezone", "skills"}
+_DEFAULTS_KEYS = {"sla", "reply_mode"}
+LANGUAGES = ("fr", "en", "other")
 _RULE_KEYS = {"name", "when", "assign", "reply_mode", "sla", "default"}
 _WHEN_KEYS = {
     "category", "language", "platform", "kind", "min_confidence", "max_confidence",
@@ -212,16 +219,31 @@ def _condition(when: Any, p: _Problems, pos: tuple[int, int]) -> Condition:
         p.add(_pos(when, "parent_is_ad", value=True), "parent_is_ad must be true or false")
         parent_is_ad = None
     keywords = _strings(when, "keywords", None, p) or frozenset()
+    low, high = _confidence(when, "min_confidence", p), _confidence(when, "max_confidence", p)
+    if low is not None and high is not None and low > high:
+        p.add(_pos(when, "max_confidence", value=True), "max_confidence is below min_confidence: the rule can never match")
     return Condition(
         categories=_strings(when, "category", CATEGORIES, p),
-        languages=_strings(when, "language", None, p),
+        languages=_strings(when, "language", LANGUAGES, p),
         platforms=_strings(when, "platform", PLATFORMS, p),
         kinds=_strings(when, "kind", KINDS, p),
-        min_confidence=_confidence(when, "min_confidence", p),
-        max_confidence=_confidence(when, "max_confidence", p),
+        min_confidence=low,
+        max_confidence=high,
         parent_is_ad=parent_is_ad,
         keywords=tuple(sorted(fold(k) for k in keywords)),
     )
+
+
+def _valid_zone(zone: Any) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not isinstance(zone, str) or not zone:
+        return False
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def _experts(raw: Any, p: _Problems, pos: tuple[int, int]) -> dict[str, ExpertSpec]:
@@ -241,11 +263,19 @@ def _experts(raw: Any, p: _Problems, pos: tuple[int, int]) -> dict[str, ExpertSp
         if email in experts:
             p.add(_pos(entry, "email", value=True), f"expert {email!r} is listed twice")
         skills = entry.get("skills", [])
+        language = entry.get("language", "fr")
+        if language not in ("fr", "en"):
+            p.add(_pos(entry, "language", value=True), "an expert's language must be fr or en")
+        zone = entry.get("timezone")
+        if zone is not None and not _valid_zone(zone):
+            p.add(_pos(entry, "timezone", value=True), f"unknown time zone {zone!r} (an IANA name such as Europe/Paris)")
+        if not isinstance(skills, list):
+            p.add(_pos(entry, "skills", value=True), "skills must be a list of words")
         experts[email] = ExpertSpec(
             name=name,
             email=email,
-            language=str(entry.get("language", "fr")),
-            timezone=str(entry.get("timezone", "Europe/Paris")),
+            language=str(language),
+            timezone=str(entry["timezone"]) if "timezone" in entry else None,
             skills=tuple(str(s) for s in skills) if isinstance(skills, list) else (),
         )
     return experts
@@ -265,6 +295,8 @@ def parse_rules(text: str, path: str = "routing_rules.yaml") -> RuleSet:
     _unknown(doc, _TOP_KEYS, "the file", p)
     experts = _experts(doc.get("experts", _Seq()), p, _pos(doc, "experts", value=True))
     defaults = doc.get("defaults") or _Map()
+    if isinstance(defaults, _Map):
+        _unknown(defaults, _DEFAULTS_KEYS, "defaults", p)
     default_sla = parse_duration(defaults.get("sla", "4h")) if isinstance(defaults, dict) else None
     if default_sla is None:
         p.add(_pos(doc, "defaults", value=True), "defaults.sla must be a duration such as 2h or 30m")
@@ -322,6 +354,8 @@ def parse_rules(text: str, path: str = "routing_rules.yaml") -> RuleSet:
         if not isinstance(is_default, bool):
             p.add(_pos(entry, "default", value=True), "default must be true or false")
             is_default = False
+        if is_default and entry.get("when"):
+            p.add(_pos(entry, "when"), "the default rule takes no conditions (it catches everything else)")
         rules.append(
             Rule(
                 name=name,

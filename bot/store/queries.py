@@ -10,14 +10,16 @@ from bot.pipeline.rules import RuleSet
 from bot.store.models import Assignment, Classification, Expert, Item
 
 
-async def sync_experts(session: AsyncSession, rules: RuleSet) -> None:
-    """Make the experts table match the rules file (the file wins for the experts it names)."""
+async def sync_experts(session: AsyncSession, rules: RuleSet, default_timezone: str = "Europe/Paris") -> None:
+    """Make the experts table match the rules file (the file wins for the experts it names).
+
+    An expert without a time zone in the file gets the brand's (``RELAIS_TIMEZONE``)."""
     existing = {e.email: e for e in (await session.scalars(select(Expert))).all()}
     for spec in rules.experts.values():
         expert = existing.get(spec.email) or Expert(email=spec.email)
         expert.name = spec.name
         expert.language = spec.language
-        expert.timezone = spec.timezone
+        expert.timezone = spec.timezone or default_timezone
         expert.skills = list(spec.skills)
         session.add(expert)
 

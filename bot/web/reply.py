@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.notify import links
-from bot.notify.compose import draft_reply
+from bot.notify.compose import draft_reply, format_localtime
 from bot.pipeline import queue
 from bot.pipeline.classify import thread_parent, parent_is_ad
 from bot.services import Services
@@ -27,6 +25,9 @@ from bot.store.queries import latest_assignment, latest_classification
 from bot.web.i18n import CATEGORY_NAMES, strings
 
 MAX_REPLY_CHARS = 8000
+MAX_ACK_CHARS = 500
+#: a reply in one of these states is on its way or out: the item takes no second one
+ACTIVE_REPLY = ("pending", "sending", "private_sent", "ack_sending", "sent", "in_doubt")
 
 
 def safe_url(url: str | None) -> str | None:
@@ -34,16 +35,8 @@ def safe_url(url: str | None) -> str | None:
     return url if url and url.startswith(("https://", "http://")) else None
 
 
-def local_time(moment: datetime, zone: str) -> str:
-    try:
-        tz = ZoneInfo(zone)
-    except Exception:  # noqa: BLE001 - an unknown zone falls back to UTC
-        tz = ZoneInfo("UTC")
-    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M") + f" ({tz.key})"
-
-
 def _form_key(secret: str, token: str) -> str:
-    return hmac.new(secret.encode(), f"form:{token}".encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.new(secret.encode(), f"form:{token}".encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:32]
 
 
 def reply_routes(services: Services) -> list[web.RouteDef]:
@@ -54,7 +47,9 @@ def reply_routes(services: Services) -> list[web.RouteDef]:
         html = env.get_template(name).render(lang=language, t=strings(language), **context)
         return web.Response(text=html, content_type="text/html", status=status)
 
-    def link_problem(exc: links.LinkError, language: str = "fr") -> web.Response:
+    async def link_problem(session: Any, exc: links.LinkError) -> web.Response:
+        expert = await session.get(Expert, exc.link.expert_id) if exc.link else None
+        language = expert.language if expert and expert.language in ("fr", "en") else "fr"
         t = strings(language)
         status = {"invalid": 404, "expired": 410, "used": 409}[exc.reason]
         return page("web/message.html", status, language=language, title=t[f"{exc.reason}_title"], body=t[f"{exc.reason}_body"])
@@ -82,10 +77,12 @@ def reply_routes(services: Services) -> list[web.RouteDef]:
             "category_name": CATEGORY_NAMES[language].get(category, category),
             "confidence": label.confidence if label else 0.0,
             "explanation": list(label.explanation) if label else [],
-            "created_local": local_time(item.created_time, expert.timezone),
-            "due_local": local_time(assignment.sla_due, expert.timezone) if assignment else "",
+            "created_local": format_localtime(item.created_time, expert.timezone, language),
+            "due_local": format_localtime(assignment.sla_due, expert.timezone, language) if assignment else "",
             "draft": draft_reply(env, category, reply_language, author_name=item.author_name, page_name=page_name),
-            "ack_text": draft_reply(env, "acknowledgement", reply_language, author_name=item.author_name, page_name=page_name),
+            "ack_text": draft_reply(env, "acknowledgement", reply_language, author_name=item.author_name, page_name=page_name)
+            if assignment and assignment.reply_mode == "private_with_public_ack"
+            else "",
             "mode": "public" if assignment and assignment.reply_mode == "public" else "private",
             "private_only": item.kind == "message",
             "token": token,
@@ -99,7 +96,7 @@ def reply_routes(services: Services) -> list[web.RouteDef]:
             try:
                 link = await links.open_link(session, secret, token)
             except links.LinkError as exc:
-                return link_problem(exc)
+                return await link_problem(session, exc)
             ctx = await _context(session, link, token)
         if ctx["item"].status == "answered":
             t = strings(ctx["language"])
@@ -116,20 +113,22 @@ def reply_routes(services: Services) -> list[web.RouteDef]:
             try:
                 link = await links.open_link(session, secret, token, for_update=True)
             except links.LinkError as exc:
-                return link_problem(exc)
-            if not hmac.compare_digest(_form_key(secret, token), str(form.get("form_key", ""))):
-                return link_problem(links.LinkInvalid("form key"))
+                return await link_problem(session, exc)
+            if not hmac.compare_digest(_form_key(secret, token).encode(), str(form.get("form_key", "")).encode("utf-8", "replace")):
+                return await link_problem(session, links.LinkInvalid("form key"))
             ctx = await _context(session, link, token)
             t = strings(ctx["language"])
             item: Item = ctx["item"]
             error = None
             if not text:
                 error = t["empty"]
-            elif len(text) > MAX_REPLY_CHARS:
-                error = t["too_long"].format(n=len(text))
+            elif len(text) > MAX_REPLY_CHARS or len(ack_text) > MAX_ACK_CHARS:
+                error = t["too_long"].format(n=len(text)) if len(text) > MAX_REPLY_CHARS else t["ack_too_long"]
             elif mode == "public" and item.kind == "message":
                 error = t["private_only"]
-            elif item.status == "answered":
+            elif item.status == "answered" or await session.scalar(
+                select(Response.id).where(Response.item_id == item.id, Response.status.in_(ACTIVE_REPLY)).limit(1)
+            ):
                 return page("web/message.html", 409, language=ctx["language"], title=t["used_title"], body=t["answered"])
             if error:
                 ctx.update(draft=text, ack_text=ack_text, mode=mode, error=error)
@@ -146,10 +145,16 @@ def reply_routes(services: Services) -> list[web.RouteDef]:
                 idempotency_key=f"link:{link.id}:{(attempt or 0) + 1}",
                 status="pending",
             )
+            # claim the link atomically: of two simultaneous posts, one only gets it
+            claimed = await session.execute(
+                update(ReplyLink).where(ReplyLink.id == link.id, ReplyLink.used_at.is_(None)).values(used_at=utcnow())
+            )
+            if claimed.rowcount != 1:
+                return page("web/message.html", 409, language=ctx["language"], title=t["used_title"], body=t["used_body"])
             session.add(response)
-            link.used_at = utcnow()
             await session.flush()
-            await queue.enqueue(session, "respond", {"response_id": response.id}, dedupe_key=f"respond:{response.id}")
+            # a platform outage may last hours: the reply waits (backoff capped at 15 min), it is not dropped
+            await queue.enqueue(session, "respond", {"response_id": response.id}, dedupe_key=f"respond:{response.id}", max_attempts=60)
         services.wake()
         raise web.HTTPSeeOther(f"/reply/{token}/status")
 
@@ -162,7 +167,7 @@ def reply_routes(services: Services) -> list[web.RouteDef]:
             except links.LinkUsed:
                 pass  # a used link may still follow its reply
             except links.LinkError as exc:
-                return link_problem(exc)
+                return await link_problem(session, exc)
             response = await session.scalar(
                 select(Response).where(Response.idempotency_key.like(f"link:{link_id}:%")).order_by(Response.id.desc()).limit(1)
             )
@@ -178,7 +183,7 @@ def reply_routes(services: Services) -> list[web.RouteDef]:
             "web/reply_status.html",
             language=language,
             title=title,
-            status=response.status,
+            reply_status=response.status,
             error=response.error,
             held=held,
             text=response.text,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bot import PROJECT_ROOT
-from tests.cli.conftest import Relais, make_relais
+from tests.cli.relais_runner import Relais, make_relais
 
 CHLOE = "chloe.qualite@boulangerie-doree.example"
 HUGO = "hugo.produits@boulangerie-doree.example"
@@ -159,7 +159,7 @@ def test_help_exits_zero(tmp_path: Path, models_dir: Path, words: list[str]) -> 
 def test_top_level_help_lists_every_command(tmp_path: Path, models_dir: Path) -> None:
     out = sqlite_relais(tmp_path, models_dir)("--help").stdout
     for command in ("demo", "serve", "worker", "db", "channels", "items", "import", "classify", "rules"):
-        assert re.search(rf"^\s+{command}\s", out, re.M), f"{command} missing from:\n{out}"
+        assert re.search(rf"^\s+{command}\s", out, re.MULTILINE), f"{command} missing from:\n{out}"
 
 
 # --- import and items -------------------------------------------------------------------
@@ -199,7 +199,8 @@ def test_unicode_survives_import_and_listing(tmp_path: Path, relais: Relais) -> 
     assert by_id["page-1_post-1_c-accents"]["author"] == {"id": "u1", "name": "Zoé Gagnon"}
 
 
-def test_items_table_lists_every_item(tmp_path: Path, relais: Relais) -> None:
+def test_items_table_lists_every_item(tmp_path: Path, models_dir: Path) -> None:
+    relais = sqlite_relais(tmp_path, models_dir)
     relais("import", str(write_jsonl(tmp_path / "history.jsonl", RECORDS)))
     lines = relais("items").stdout.splitlines()
     assert lines[0].split()[:3] == ["ID", "PLATFORM", "KIND"]
@@ -207,7 +208,8 @@ def test_items_table_lists_every_item(tmp_path: Path, relais: Relais) -> None:
     assert sum("complaint" in line for line in lines) == 1
 
 
-def test_items_limit(tmp_path: Path, relais: Relais) -> None:
+def test_items_limit(tmp_path: Path, models_dir: Path) -> None:
+    relais = sqlite_relais(tmp_path, models_dir)
     relais("import", str(write_jsonl(tmp_path / "history.jsonl", RECORDS)))
     rows = json.loads(relais("items", "--format", "json", "--limit", "2").stdout)
     assert [r["external_id"] for r in rows] == ["page-1_post-1", "page-1_post-1_c-accents"]
@@ -298,7 +300,9 @@ def test_bad_lines_are_reported_and_nothing_is_imported(tmp_path: Path, relais: 
     assert "label must be one of" in done.stderr
 
 
-def test_every_bad_line_including_unknown_assignee_is_named(tmp_path: Path, relais: Relais) -> None:
+def test_every_bad_line_including_unknown_assignee_is_named(tmp_path: Path, models_dir: Path) -> None:
+    """The unknown assignee is checked only after the parse, so other bad lines hide it."""
+    relais = sqlite_relais(tmp_path, models_dir)
     path, bad = bad_file(tmp_path, with_unknown_assignee=True)
     done = relais("import", str(path), check=False)
     assert done.returncode != 0
@@ -416,7 +420,7 @@ def test_rules_check_on_a_broken_file(tmp_path: Path, models_dir: Path) -> None:
     )
     done = relais("rules", "check", str(broken), check=False)
     assert done.returncode == 2
-    located = re.findall(rf"^{re.escape(str(broken))}:(\d+):(\d+): .+$", done.stderr, re.M)
+    located = re.findall(rf"^{re.escape(str(broken))}:(\d+):(\d+): .+$", done.stderr, re.MULTILINE)
     lines = {int(line) for line, _ in located}
     assert {4, 5, 6, 7, 8} <= lines, done.stderr
     assert "Traceback" not in done.stderr

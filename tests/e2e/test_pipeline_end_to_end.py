@@ -137,6 +137,7 @@ async def test_facebook_comment_webhook_to_private_reply_with_public_ack(stack: 
     assert ack[0]["message"] == "Nous vous avons répondu en privé."
     assert ack[0]["from"]["id"] == PAGE_ID
 
+    await eventually(lambda: _status(stack.services, comment, "answered"))
     async with stack.services.sessions() as session:
         item = await session.scalar(select(Item).where(Item.external_id == comment))
         assert item is not None and item.status == "answered" and item.language == "fr"
@@ -164,11 +165,18 @@ async def test_x_mention_polled_to_public_reply(stack: Stack) -> None:
     await _answer_by_link(stack, link, mode="public")
     replies = await eventually(lambda: stack.x.replies_to(tweet))
     assert replies[0]["text"].startswith("Toutes nos excuses")
+    await eventually(lambda: _status(stack.services, tweet, "answered"))
     async with stack.services.sessions() as session:
         item = await session.scalar(select(Item).where(Item.external_id == tweet))
         assert item is not None and item.kind == "mention" and item.source == "poll"
         kpi = await session.scalar(select(KpiEvent).where(KpiEvent.item_id == item.id, KpiEvent.name == "first_response_s"))
     assert kpi is not None and kpi.seconds > 0
+
+
+async def _status(services: Services, external_id: str, status: str) -> bool:
+    async with services.sessions() as session:
+        item = await session.scalar(select(Item).where(Item.external_id == external_id))
+    return item is not None and item.status == status
 
 
 async def _brand_posts(services: Services, n: int) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -68,7 +69,8 @@ class Hook:
             signature = sign(body)
         if signature is not None:
             headers["X-Hub-Signature-256"] = signature
-        async with self.client.post(URL, data=body, headers=headers, **kw) as resp:
+        # a BytesIO body is sent with its Content-Length, in chunks (large bodies included)
+        async with self.client.post(URL, data=io.BytesIO(body), headers=headers, **kw) as resp:
             return resp.status, await resp.text()
 
     async def count(self, model: Any, *where: Any) -> int:
@@ -236,6 +238,18 @@ async def test_a_1000_update_batch_fits_the_default_limit_and_yields_1000_items(
     texts = await hook.texts()
     assert texts[f"{PAGE_ID}_2001_0"] == "Commentaire numéro 0, le pain était trop cuit"
     assert texts[f"{PAGE_ID}_2001_999"] == "Commentaire numéro 999, le pain était trop cuit"
+
+
+async def test_a_mid_sized_delivery_is_read_whole(hook: Hook) -> None:
+    """A delivery of a few hundred kilobytes arrives in several TCP reads: all of it must be
+    read before the signature is checked."""
+    body = delivery(*(comment(n, text="x" * 2000) for n in range(150)))
+    assert 300_000 < len(body) < 1_000_000
+    status, _ = await hook.post(body)
+    assert status == 200
+    async with hook.services.sessions() as session:
+        stored = await session.scalar(select(Delivery.body))
+    assert stored == body
 
 
 async def test_the_worker_runs_the_stored_delivery(hook: Hook) -> None:

@@ -148,7 +148,7 @@ async def test_edit_updates_text_and_requeues_while_unanswered(sessions: Session
     async with sessions.begin() as session:
         row = await session.get(Item, item_id)
         assert row is not None
-        row.status = "routed"  # classified and routed, not answered yet
+        row.status = "needs_review"  # classified, waiting for routing: nobody has it yet
     result = await store(sessions, channel, inbound(text="Mon croissant était rassis 😡 et froid", verb=ChangeVerb.EDIT))
     assert result.updated == [item_id] and result.new == []
     row = await item_row(sessions, "page-1_post-1_c1")
@@ -158,9 +158,9 @@ async def test_edit_updates_text_and_requeues_while_unanswered(sessions: Session
     assert len(jobs) == 2 and all(j.status == "queued" for j in jobs)
 
 
-@pytest.mark.parametrize("status", ["new", "classified", "needs_review", "routed", "notified", "triage"])
-async def test_edit_requeues_in_every_unanswered_status(sessions: Sessions, channel: Channel, status: str) -> None:
-    """'triage' (routed to the community manager, nobody answered yet) is unanswered too."""
+@pytest.mark.parametrize("status", ["new", "classified", "needs_review", "triage"])
+async def test_edit_requeues_while_no_expert_has_the_item(sessions: Sessions, channel: Channel, status: str) -> None:
+    """'triage' (waiting for the community manager, nobody answered yet) is classified again too."""
     [item_id] = (await store(sessions, channel, inbound())).new
     async with sessions.begin() as session:
         row = await session.get(Item, item_id)
@@ -173,15 +173,20 @@ async def test_edit_requeues_in_every_unanswered_status(sessions: Sessions, chan
     assert len(await classify_jobs(sessions, item_id)) == 2
 
 
-async def test_edit_of_an_answered_item_updates_text_only(sessions: Sessions, channel: Channel) -> None:
+@pytest.mark.parametrize("status", ["routed", "notified", "answered"])
+async def test_edit_once_an_expert_has_the_item_updates_text_only(
+    sessions: Sessions, channel: Channel, status: str
+) -> None:
+    """The expert's reply page shows the new text; the item is not routed to someone else."""
     [item_id] = (await store(sessions, channel, inbound())).new
     async with sessions.begin() as session:
         row = await session.get(Item, item_id)
         assert row is not None
-        row.status = "answered"
-    await store(sessions, channel, inbound(text="merci, c'est réglé", verb=ChangeVerb.EDIT))
+        row.status = status
+    result = await store(sessions, channel, inbound(text="merci, c'est réglé", verb=ChangeVerb.EDIT))
+    assert result.updated == [item_id]
     row = await item_row(sessions, "page-1_post-1_c1")
-    assert row.text == "merci, c'est réglé" and row.status == "answered"
+    assert row.text == "merci, c'est réglé" and row.status == status
     assert len(await classify_jobs(sessions, item_id)) == 1
 
 
@@ -226,10 +231,9 @@ async def test_imported_items_are_not_queued(sessions: Sessions) -> None:
 
 
 async def test_caller_owns_the_transaction(sessions: Sessions, channel: Channel) -> None:
-    async with sessions() as session:
-        async with session.begin():
-            result = await store_items(session, channel, [inbound()], source="webhook")
-            assert len(result.new) == 1
-            await session.rollback()
+    async with sessions() as session, session.begin():
+        result = await store_items(session, channel, [inbound()], source="webhook")
+        assert len(result.new) == 1
+        await session.rollback()
     assert await count(sessions, Item) == 0
     assert await count(sessions, Job) == 0
