@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -185,13 +184,9 @@ async def list_items(settings: Settings, fmt: str, limit: int | None) -> int:
 
 
 async def import_file(settings: Settings, path: Path) -> int:
-    records = read_file(path)
     async with open_services(settings, load_model=False) as services:
+        records = read_file(path, set(services.rules.experts))
         async with services.sessions.begin() as session:
             new, old = await import_records(session, records)
     print(f"{path}: {new} item(s) imported, {old} already present", file=sys.stderr)
     return 0
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None

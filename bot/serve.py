@@ -10,7 +10,7 @@ from collections.abc import Callable
 from aiohttp import web
 from sqlalchemy import select
 
-from bot.app import SERVICES, create_app
+from bot.app import create_app
 from bot.errors import ConfigError
 from bot.pipeline.flow import handlers
 from bot.pipeline.worker import Worker
@@ -43,8 +43,8 @@ async def run_app(
     app: web.Application, host: str, port: int, stop: asyncio.Event, on_started: Callable[[], None] | None = None
 ) -> None:
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
     try:
+        await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
         if on_started:
@@ -57,13 +57,10 @@ async def run_app(
 async def serve(settings: Settings, *, with_web: bool, worker: bool) -> int:
     stop = asyncio.Event()
     _on_signals(stop)
+    async with open_services(settings, load_model=False) as services:
+        await check_ready(services)  # before anything starts: a clean message, nothing to undo
     if with_web:
         app = create_app(settings, run_worker=worker)
-
-        async def ready(app: web.Application) -> None:
-            await check_ready(app[SERVICES])
-
-        app.on_startup.append(ready)
         await run_app(app, settings.host, settings.port, stop, lambda: log.info("listening on http://%s:%s", settings.host, settings.port))
         return 0
     async with open_services(settings) as services:

@@ -9,6 +9,7 @@ Precedence: environment, then the config file (``RELAIS_CONFIG`` or
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import tomllib
@@ -93,7 +94,7 @@ def _float(name: str, raw: str) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{name} must be positive, got {raw!r}")
     return value
 
@@ -189,6 +190,10 @@ def load_settings(
             raise ConfigError(f"RELAIS_CONFIG: config file {path} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"RELAIS_CONFIG: {path} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"RELAIS_CONFIG: {path} is not UTF-8 text") from None
+        except OSError as exc:
+            raise ConfigError(f"RELAIS_CONFIG: cannot read {path}: {exc.strerror}") from None
         for key, value in table.items():
             if key not in _FIELDS:
                 raise ConfigError(f"RELAIS_CONFIG: {path}: unknown setting {key!r}")
@@ -196,7 +201,11 @@ def load_settings(
     for key, var in _FIELDS.items():
         if env.get(var):
             raw[key] = _convert(key, env[var])
-    raw.update({k: v for k, v in overrides.items() if v is not None})
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        # command-line values are checked like the environment's
+        raw[key] = _convert(key, str(value)) if key in ("port", "host", "base_url") else value
 
     data_dir = Path(raw.pop("data_dir", Path.cwd() / "data"))
     if "database_url" not in raw:

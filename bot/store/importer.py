@@ -1,9 +1,10 @@
 """``relais import``: historical items from JSONL, validated whole before anything is stored.
 
 Each line: ``platform``, ``external_id``, ``kind``, ``created_time`` (ISO 8601
-with an offset), ``text``, ``author`` {``id``, ``name``}; optional
-``parent_external_id``, ``channel`` (page or account id), ``label``,
-``assignee`` (an expert's email), ``responses`` [{``sent_at``, ``mode``, ``text``}].
+with an offset), ``text``, ``author`` {``id``, ``name``, ``handle``}; optional
+``parent_external_id``, ``thread_external_id``, ``channel`` (page or account
+id), ``permalink``, ``is_brand_post``, ``is_ad``, ``label``, ``assignee`` (an
+expert's email), ``responses`` [{``sent_at``, ``mode``, ``text``}].
 Importing the same file twice changes nothing. Reference: docs/import-format.md.
 """
 
@@ -49,6 +50,13 @@ def _time(value: Any, field: str) -> datetime:
     return moment
 
 
+def _flag(data: dict[str, Any], name: str) -> bool:
+    value = data.get(name, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false")
+    return value
+
+
 def parse_line(data: Any) -> ImportRecord:
     if not isinstance(data, dict):
         raise ValueError("each line must be a JSON object")
@@ -79,18 +87,22 @@ def parse_line(data: Any) -> ImportRecord:
         parent_external_id=str(data["parent_external_id"]) if data.get("parent_external_id") else None,
         thread_external_id=str(data["thread_external_id"]) if data.get("thread_external_id") else None,
         permalink=data.get("permalink"),
-        is_brand_post=bool(data.get("is_brand_post", False)),
-        is_ad=bool(data.get("is_ad", False)),
+        is_brand_post=_flag(data, "is_brand_post"),
+        is_ad=_flag(data, "is_ad"),
         raw={"imported": True},
     )
     return ImportRecord(item, data.get("channel"), label, data.get("assignee"), tuple(sorted(responses)))
 
 
-def read_file(path: Path) -> list[ImportRecord]:
-    """Every record of the file, or an error listing every bad line."""
+def read_file(path: Path, experts: set[str] | None = None) -> list[ImportRecord]:
+    """Every record of the file, or an error listing every bad line.
+
+    With ``experts`` (the emails the rules file names), an unknown ``assignee`` is a bad line too.
+    """
     records, problems = [], []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # split on newlines only: U+2028 and friends are legal inside a JSON string
+        lines = path.read_text(encoding="utf-8").split("\n")
     except FileNotFoundError:
         raise ImportError_(f"{path}: no such file") from None
     except UnicodeDecodeError as exc:
@@ -99,9 +111,14 @@ def read_file(path: Path) -> list[ImportRecord]:
         if not line.strip():
             continue
         try:
-            records.append(parse_line(json.loads(line)))
+            record = parse_line(json.loads(line))
         except (ValueError, TypeError, KeyError) as exc:
             problems.append(f"{path}:{number}: {exc}")
+            continue
+        if experts is not None and record.assignee and record.assignee not in experts:
+            problems.append(f"{path}:{number}: unknown assignee {record.assignee!r}: not an expert of the rules file")
+            continue
+        records.append(record)
     if problems:
         raise ImportError_("\n".join(problems[:50]) + (f"\n... and {len(problems) - 50} more" if len(problems) > 50 else ""))
     return records
@@ -112,7 +129,7 @@ async def import_records(session: AsyncSession, records: list[ImportRecord]) -> 
     experts = {e.email: e for e in (await session.scalars(select(Expert))).all()}
     channels = {(c.platform, c.external_id): c for c in (await session.scalars(select(Channel))).all()}
     unknown = sorted({r.assignee for r in records if r.assignee and r.assignee not in experts})
-    if unknown:
+    if unknown:  # read_file(path, experts) reports these with their lines
         raise ImportError_(f"unknown assignee(s), not in the rules file: {', '.join(unknown)}")
     new = old = 0
     for record in records:
