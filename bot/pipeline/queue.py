@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -70,23 +70,36 @@ async def enqueue(
 async def claim(
     session: AsyncSession, worker_id: str, *, limit: int = 1, lease_s: float = 120.0
 ) -> list[ClaimedJob]:
-    """Take up to ``limit`` due jobs for ``worker_id``. Commit right after."""
+    """Take up to ``limit`` due jobs for ``worker_id``. Commit right after.
+
+    Due jobs are read in (status, run_at) index order; jobs whose worker died
+    (lease expired) are picked up by a second, rarely non-empty, query.
+    """
     now = utcnow()
-    due = (
+    queued = (
         select(Job.id)
-        .where(
-            or_(
-                and_(Job.status == "queued", Job.run_at <= now),
-                and_(Job.status == "running", Job.locked_until < now),
-            )
-        )
+        .where(Job.status == "queued", Job.run_at <= now)
         .order_by(Job.run_at, Job.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    jobs = await _take(session, queued, worker_id, now, lease_s)
+    if len(jobs) < limit:
+        abandoned = (
+            select(Job.id)
+            .where(Job.status == "running", Job.locked_until < now)
+            .order_by(Job.locked_until)
+            .limit(limit - len(jobs))
+            .with_for_update(skip_locked=True)
+        )
+        jobs += await _take(session, abandoned, worker_id, now, lease_s)
+    return sorted(jobs, key=lambda j: j.id)
+
+
+async def _take(session: AsyncSession, ids: Any, worker_id: str, now: datetime, lease_s: float) -> list[ClaimedJob]:
     stmt = (
         update(Job)
-        .where(Job.id.in_(due.scalar_subquery()))
+        .where(Job.id.in_(ids.scalar_subquery()))
         .values(
             status="running",
             attempts=Job.attempts + 1,
@@ -96,8 +109,7 @@ async def claim(
         .returning(Job.id, Job.kind, Job.payload, Job.attempts, Job.max_attempts)
         .execution_options(synchronize_session=False)
     )
-    rows = (await session.execute(stmt)).all()
-    return sorted((ClaimedJob(*row) for row in rows), key=lambda j: j.id)
+    return [ClaimedJob(*row) for row in (await session.execute(stmt)).all()]
 
 
 async def complete(session: AsyncSession, job_id: int, worker_id: str) -> None:

@@ -59,10 +59,12 @@ def create_engine(url: str) -> AsyncEngine:
     """An async engine for ``url``, with SQLite set up for one writer and many readers."""
     if is_sqlite(url):
         _ensure_sqlite_folder(url)
-        engine = create_async_engine(async_url(url), connect_args={"timeout": 30})
+        # SQLite takes one writer at a time: a small pool queues work in Python instead of
+        # leaving many connections to sleep in SQLite's busy handler (long latency tails)
+        engine = create_async_engine(async_url(url), connect_args={"timeout": 30}, pool_size=2, max_overflow=0)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(async_url(url), pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(async_url(url), pool_size=10, max_overflow=10)
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
