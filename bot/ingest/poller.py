@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from bot.errors import TokenInvalid
 from bot.ingest.store_items import store_items
+from bot.notify.alerts import mark_token_invalid
 from bot.pipeline import queue
 from bot.services import Services
 from bot.store.models import Channel, utcnow
@@ -36,7 +37,8 @@ async def poll_channel(services: Services, channel_id: int) -> int:
         async with services.sessions.begin() as session:
             ch = await session.get(Channel, channel_id)
             assert ch is not None
-            ch.status, ch.status_detail = "token_invalid", str(exc)
+            await mark_token_invalid(services, session, ch, str(exc))
+        services.wake()
         services.announce("channel.token_invalid", {"channel_id": channel_id, "name": row.name})
         raise
     async with services.sessions.begin() as session:

@@ -2,6 +2,8 @@
 
     webhook / poll ─► ingest_delivery / poll_channel ─► store_items
         ─► classify ─► route ─► notify ─► send_email
+                                  └─► sla_check (reminders at 50 % and 75 % of the
+                                      target, escalation at 100 %) ─► send_email
         (the expert answers on the reply page)
         ─► respond ─► KPI events
 
@@ -14,7 +16,7 @@ from typing import Any
 
 from bot.ingest.poller import poll_channel
 from bot.ingest.webhooks import ingest_delivery
-from bot.notify.outbox import notify_expert, send_email
+from bot.notify.outbox import notify_expert, send_email, sla_check
 from bot.pipeline.classify import classify_item
 from bot.pipeline.respond import respond
 from bot.pipeline.route import route_item
@@ -38,6 +40,9 @@ def handlers(services: Services) -> dict[str, Handler]:
     async def notify(p: dict[str, Any]) -> None:
         await notify_expert(services, p["assignment_id"])
 
+    async def sla(p: dict[str, Any]) -> None:
+        await sla_check(services, p["assignment_id"], p["step"])
+
     async def mail(p: dict[str, Any]) -> None:
         await send_email(services, p["email_id"])
 
@@ -51,5 +56,6 @@ def handlers(services: Services) -> dict[str, Handler]:
         "route": route,
         "notify": notify,
         "send_email": mail,
+        "sla_check": sla,
         "respond": reply,
     }

@@ -27,6 +27,7 @@ from bot.channels.base import ReplyTarget
 from bot.domain import ItemKind, SentReply
 from bot.errors import ChannelError, ReplyRejected, TokenInvalid
 from bot.kpi import events
+from bot.notify.alerts import mark_token_invalid
 from bot.pipeline.worker import PermanentFailure
 from bot.services import Services
 from bot.store.models import Channel, Email, Item, ReplyLink, Response, utcnow
@@ -138,8 +139,9 @@ async def _platform_said_no(services: Services, response_id: int, channel_id: in
         if isinstance(exc, TokenInvalid):
             channel = await session.get(Channel, channel_id)
             assert channel is not None
-            channel.status, channel.status_detail = "token_invalid", str(exc)
+            await mark_token_invalid(services, session, channel, str(exc))
     if isinstance(exc, TokenInvalid):
+        services.wake()
         services.announce("channel.token_invalid", {"channel_id": channel_id})
 
 

@@ -183,3 +183,31 @@ async def _brand_posts(services: Services, n: int) -> bool:
     async with services.sessions() as session:
         rows = (await session.scalars(select(Item).where(Item.is_brand_post.is_(True)))).all()
     return len(rows) >= n and any(r.is_ad for r in rows)
+
+
+async def test_dead_token_stops_the_page_alerts_the_community_manager_once_and_recovers(stack: Stack) -> None:
+    stack.graph.revoke_token(PAGE_ID)
+    alert = await stack.catcher.wait_for(lambda m: "Jeton invalide" in str(m["Subject"]), timeout=30)
+    assert alert["To"] == "camille.cm@boulangerie-doree.example"
+    assert "Boulangerie Test" in alert.get_body(("plain",)).get_content()
+    async with stack.services.sessions() as session:
+        channel = await session.scalar(select(Channel).where(Channel.external_id == PAGE_ID))
+    assert channel is not None and channel.status == "token_invalid"
+    # while the page is stopped, a new comment waits on the platform; other channels keep working
+    post = stack.graph.publish_post(PAGE_ID, "Nouvelle tarte au citron 🍋")
+    comment = stack.graph.user_comment(post, {"id": "5002", "name": "Marc"}, "Elle est où la tarte au citron ? J'en veux !")
+    tweet = stack.x.add_mention(X_ID, "9002", "sam", "Sam", "love the new croissant ad music 🎶 what song is it?")
+    await eventually(lambda: _stored(stack.services, tweet))
+    assert sum("Jeton invalide" in str(m["Subject"]) for m in stack.catcher.messages) == 1  # once, not per retry
+    # a new token (what `relais channels add` does) and the page resumes: nothing was lost
+    stack.graph.pages[PAGE_ID]["revoked"] = False
+    async with stack.services.sessions.begin() as session:
+        channel = await session.scalar(select(Channel).where(Channel.external_id == PAGE_ID))
+        assert channel is not None
+        channel.status = "active"
+    assert await eventually(lambda: _stored(stack.services, comment))
+
+
+async def _stored(services: Services, external_id: str) -> bool:
+    async with services.sessions() as session:
+        return await session.scalar(select(Item.id).where(Item.external_id == external_id)) is not None

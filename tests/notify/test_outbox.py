@@ -1,0 +1,154 @@
+"""The outbox and the SLA schedule, through the real worker, database and an SMTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from bot.demo.mailcatcher import MailCatcher
+from bot.domain import Author, InboundItem, ItemKind, Platform
+from bot.ingest.store_items import store_items
+from bot.pipeline.flow import handlers
+from bot.pipeline.worker import Worker
+from bot.services import Services, open_services
+from bot.store import db
+from bot.store.models import Channel, Email, Item, Job, utcnow
+from tests.conftest import make_settings
+
+RULES = """
+community_manager: cm@example.org
+experts:
+  - {name: Chloé, email: chloe@example.org, language: fr, timezone: America/Montreal}
+  - {name: Camille CM, email: cm@example.org, language: fr}
+rules:
+  - name: Plaintes
+    when: {category: complaint}
+    assign: chloe@example.org
+    sla: 6s
+  - name: Le reste
+    when: {}
+    assign: chloe@example.org
+    sla: 6s
+  - {name: défaut, default: true}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, database_url: str, models_dir: Path) -> AsyncIterator[tuple[Services, Worker, int]]:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES, encoding="utf-8")
+    port = free_port()
+    settings = make_settings(tmp_path, database_url, models_dir, rules_file=rules, smtp_url=f"smtp://127.0.0.1:{port}")
+    if not db.is_sqlite(database_url):
+        db.upgrade(database_url)
+    async with open_services(settings) as services:
+        worker = Worker(services.sessions, handlers(services), concurrency=2)
+        async with services.sessions.begin() as session:
+            session.add(Channel(platform="facebook", external_id="42", name="Boulangerie", credentials={"page_token": "t"}))
+        yield services, worker, port
+
+
+async def _ingest(services: Services, text: str, age_s: float = 0) -> int:
+    item = InboundItem(
+        platform=Platform.FACEBOOK,
+        external_id=f"42_1_{abs(hash(text)) % 10**8}",
+        kind=ItemKind.COMMENT,
+        channel_external_id="42",
+        author=Author(id="7", name="Julie"),
+        text=text,
+        created_time=utcnow() - timedelta(seconds=age_s),
+    )
+    async with services.sessions.begin() as session:
+        channel = await session.scalar(select(Channel))
+        result = await store_items(session, channel, [item], source="webhook")
+    return result.new[0]
+
+
+async def _make_due(services: Services) -> None:
+    """Jobs waiting for their backoff or their SLA step run now (instead of sleeping in a test)."""
+    async with services.sessions.begin() as session:
+        await session.execute(update(Job).where(Job.status == "queued").values(run_at=utcnow()))
+
+
+async def test_smtp_down_then_up_delivers_each_mail_once(stack: tuple[Services, Worker, int]) -> None:
+    services, worker, port = stack
+    item_id = await _ingest(services, "Mon gâteau était rassis, je suis très déçue 😡")
+    await worker.drain()  # classify, route, notify; SMTP is down: send_email fails and waits
+    async with services.sessions() as session:
+        email = await session.scalar(select(Email).where(Email.kind == "notification"))
+        job = await session.scalar(select(Job).where(Job.kind == "send_email"))
+    assert email is not None and email.status == "queued" and email.attempts == 1
+    assert "Connect" in (email.last_error or "") or "refused" in (email.last_error or "").lower()
+    assert job is not None and job.status == "queued" and job.run_at > utcnow()  # backoff, not dropped
+
+    catcher = MailCatcher()
+    await catcher.start(port=port)
+    try:
+        async with services.sessions.begin() as session:  # only the notification, not the SLA steps
+            await session.execute(update(Job).where(Job.kind == "send_email").values(run_at=utcnow()))
+        await worker.drain()
+        await worker.drain()
+        assert [m["Message-ID"] for m in catcher.messages] == [email.message_id]
+        assert "rassis" in catcher.messages[0].get_body(("plain",)).get_content()
+    finally:
+        await catcher.stop()
+    async with services.sessions() as session:
+        sent = await session.get(Email, email.id)
+        item = await session.get(Item, item_id)
+    assert sent is not None and sent.status == "sent" and sent.sent_at is not None
+    assert item is not None and item.status == "notified"
+
+
+async def test_reminders_then_escalation_to_the_community_manager(stack: tuple[Services, Worker, int]) -> None:
+    services, worker, port = stack
+    catcher = MailCatcher()
+    await catcher.start(port=port)
+    try:
+        await _ingest(services, "Livraison en retard de deux heures, personne ne répond au téléphone")
+        await worker.drain()
+        async with services.sessions() as session:
+            steps = (await session.scalars(select(Job).where(Job.kind == "sla_check").order_by(Job.run_at))).all()
+        assert [j.payload["step"] for j in steps] == [0, 1, 2]
+        assert steps[0].run_at < steps[1].run_at < steps[2].run_at  # 50 %, 75 %, 100 % of 6 s
+        await _make_due(services)
+        await worker.drain()
+        kinds = {(m["To"], m["Subject"].split(" · ")[0]) for m in catcher.messages}
+        assert ("chloe@example.org", "[Relais] Rappel") in kinds
+        assert ("cm@example.org", "[Relais] Escalade") in kinds
+        async with services.sessions() as session:
+            mails = (await session.scalars(select(Email).order_by(Email.id))).all()
+        assert [m.kind for m in mails] == ["notification", "reminder", "reminder", "escalation"]
+    finally:
+        await catcher.stop()
+
+
+async def test_no_reminder_once_the_item_is_answered(stack: tuple[Services, Worker, int]) -> None:
+    services, worker, port = stack
+    catcher = MailCatcher()
+    await catcher.start(port=port)
+    try:
+        item_id = await _ingest(services, "Le pain était froid ce matin")
+        await worker.drain()
+        async with services.sessions.begin() as session:
+            item = await session.get(Item, item_id)
+            assert item is not None
+            item.status = "answered"
+        await _make_due(services)
+        await worker.drain()
+        await asyncio.sleep(0)
+        assert len(catcher.messages) == 1  # the notification only: no reminder, no escalation
+        assert not catcher.messages[0]["Subject"].startswith(("[Relais] Rappel", "[Relais] Escalade"))
+    finally:
+        await catcher.stop()
