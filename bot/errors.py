@@ -48,7 +48,19 @@ class TokenInvalid(ChannelError):
 
 
 class ReplyRejected(ChannelError):
-    """The platform refused this particular reply; the message says what to do."""
+    """The platform refused this particular reply; the message says what to do.
+
+    ``reason`` lets the reply page explain it in the expert's language:
+    ``private_window`` (the private-reply window is closed, or this comment already
+    got its private reply), ``too_long``, ``not_allowed`` (permission, blocked
+    user, deleted object), ``other``.
+    """
+
+    REASONS = ("private_window", "too_long", "not_allowed", "other")
+
+    def __init__(self, message: str, reason: str = "other") -> None:
+        super().__init__(message)
+        self.reason = reason if reason in self.REASONS else "other"
 
 
 class InvalidDelivery(RelaisError):

@@ -258,12 +258,13 @@ class FacebookChannel:
             return Transient(what)
         message = str(exc.message).lower()
         if code == 551:
-            return ReplyRejected(f"Facebook cannot reach this person right now: {what}")
+            return ReplyRejected(f"Facebook cannot reach this person right now: {what}", "not_allowed")
         if subcode == 2018278 or ("outside" in message and "window" in message):
             return ReplyRejected(f"Facebook will not deliver this private reply: a comment gets "
                                  f"only one, sent once within 7 days of the comment (a Messenger "
-                                 f"conversation: within 24 h of the last message); {what}")
+                                 f"conversation: within 24 h of the last message); {what}",
+                                 "private_window")
         if permission:
             return ReplyRejected(f"Facebook refused this reply: the Page token lacks the "
-                                 f"permission, or the object is not this Page's; {what}")
+                                 f"permission, or the object is not this Page's; {what}", "not_allowed")
         return ReplyRejected(f"Facebook refused this reply: {what}")

@@ -107,7 +107,7 @@ async def _send_reply(
         else:
             sent = await channel.reply_private(target, response.text)
     except ReplyRejected as exc:
-        await _set(services, response.id, status="failed", error=str(exc))
+        await _set(services, response.id, status="failed", error=str(exc), error_code=exc.reason)
         await _release_link(services, response.id)
         services.announce("response.failed", {"response_id": response.id, "error": str(exc)})
         return None

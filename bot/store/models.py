@@ -186,8 +186,10 @@ class Response(Base):
     idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
     platform_id: Mapped[str | None] = mapped_column(String(200))
     ack_platform_id: Mapped[str | None] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|sending|sent|failed
+    # pending -> sending -> (private_sent -> ack_sending ->) sent; or failed, in_doubt
+    status: Mapped[str] = mapped_column(String(20), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(30))  # ReplyRejected.reason
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
 

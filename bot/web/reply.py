@@ -98,6 +98,14 @@ def reply_routes(services: Services) -> list[web.RouteDef]:
             except links.LinkError as exc:
                 return await link_problem(session, exc)
             ctx = await _context(session, link, token)
+            refused = await session.scalar(
+                select(Response).where(Response.idempotency_key.like(f"link:{link.id}:%")).order_by(Response.id.desc()).limit(1)
+            )
+        if refused is not None and refused.status == "failed":  # the expert comes back to correct it
+            t = strings(ctx["language"])
+            ctx.update(draft=refused.text, error=t[f"fail_{refused.error_code or 'other'}"])
+            if refused.error_code in ("private_window", "not_allowed") and not ctx["private_only"]:
+                ctx["mode"] = "public"
         if ctx["item"].status == "answered":
             t = strings(ctx["language"])
             return page("web/message.html", 409, language=ctx["language"], title=t["used_title"], body=t["answered"])
@@ -178,6 +186,7 @@ def reply_routes(services: Services) -> list[web.RouteDef]:
         if response is None:
             raise web.HTTPSeeOther(f"/reply/{token}")
         held = response.status == "pending" and bool(response.error)
+        explanation = t[f"fail_{response.error_code or 'other'}"] if response.status == "failed" else None
         title = {"sent": t["sent_title"], "failed": t["failed_title"]}.get(response.status, t["queued_title"])
         return page(
             "web/reply_status.html",
@@ -185,6 +194,7 @@ def reply_routes(services: Services) -> list[web.RouteDef]:
             title=title,
             reply_status=response.status,
             error=response.error,
+            explanation=explanation,
             held=held,
             text=response.text,
             token=token,

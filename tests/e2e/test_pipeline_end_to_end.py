@@ -211,3 +211,34 @@ async def test_dead_token_stops_the_page_alerts_the_community_manager_once_and_r
 async def _stored(services: Services, external_id: str) -> bool:
     async with services.sessions() as session:
         return await session.scalar(select(Item.id).where(Item.external_id == external_id)) is not None
+
+
+async def test_private_reply_window_closed_is_explained_and_a_public_reply_goes_out(stack: Stack) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    post = stack.graph.publish_post(PAGE_ID, "Nos bûches de Noël sont arrivées 🎄")
+    old = datetime.now(UTC) - timedelta(days=8)  # private replies are allowed for 7 days only
+    comment = stack.graph.user_comment(post, {"id": "5003", "name": "Anne Roy"}, "Ma bûche était complètement écrasée à la livraison, très déçue", created_time=old)
+    await stack.graph.deliver_pending()
+    mail = await stack.catcher.wait_for(lambda m: "Anne Roy" in m.get_body(("plain",)).get_content() and m["To"].startswith("chloe"), timeout=30)
+    link = reply_link(mail)
+    assert link
+    await _answer_by_link(stack, link, mode="private")
+
+    async def refused() -> str | None:
+        async with stack.http.get(link + "/status") as page:
+            text = await page.text()
+        return text if "7 jours" in text else None
+
+    status_page = await eventually(refused)
+    assert "réponse publique" in status_page  # what to do next, in the expert's language
+    assert not stack.graph.private_replies and not stack.graph.replies_to(comment)
+    # the same link opens again, with the text kept and the public mode suggested
+    async with stack.http.get(link) as page:
+        assert page.status == 200
+        html = await page.text()
+    assert 'value="public" checked' in html and "Toutes nos excuses" in html
+    await _answer_by_link(stack, link, mode="public")
+    replies = await eventually(lambda: stack.graph.replies_to(comment))
+    assert replies[0]["message"].startswith("Toutes nos excuses")
+    await eventually(lambda: _status(stack.services, comment, "answered"))
