@@ -9,10 +9,12 @@ verify it). Rate limits are never waited for here: a 429 becomes
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import unicodedata
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -34,7 +36,17 @@ TWEET_FIELDS = ["created_at", "conversation_id", "in_reply_to_user_id", "referen
 # 403 problem types that mean "these credentials may not do this", not "not this reply".
 AUTH_PROBLEMS = ("client-forbidden", "unsupported-authentication", "not-authorized-for-resource")
 
+USER_FIELDS = ["username", "name", "public_metrics"]
+DM_EVENT_FIELDS = ["created_at", "sender_id", "dm_conversation_id", "text"]
+
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Page:
+    items: list[InboundItem]
+    newest_id: str | None
 
 # twitter-text v3 configuration: code points in these ranges weigh 1, others 2;
 # a URL weighs 23, an emoji (with its modifiers and joiners) 2; text is NFC-normalised.
@@ -110,8 +122,10 @@ class XChannel:
 
     ``config.external_id`` is the account's user id. Credentials: bearer_token
     (reading), consumer_key, consumer_secret, access_token, access_token_secret
-    (writing, OAuth 1.0a). Options: ``backfill_seconds`` (first poll, default a day),
-    ``timeout`` (seconds per call, default 30). Cursor: ``{"since_id": "..."}``.
+    (writing and direct messages, OAuth 1.0a). Options: ``backfill_seconds`` (first
+    poll, default a day), ``timeout`` (seconds per call, default 30). Cursor:
+    ``{"since_id": "...", "dms": true, "dm_since_id": "..."}``; ``dms`` switches
+    direct messages on (``relais channels add x --dms``), the ids are where to resume.
     """
 
     def __init__(self, config: ChannelConfig) -> None:
@@ -127,33 +141,52 @@ class XChannel:
         self._client.session = self._session  # duck-typed: tweepy only calls .request()
 
     async def fetch_new(self, cursor: dict[str, Any]) -> FetchResult:
-        """Mentions newer than ``cursor["since_id"]``, or of the backfill window at first."""
+        """Mentions newer than ``cursor["since_id"]`` (or of the backfill window at first),
+        and, when ``cursor["dms"]`` is true, direct messages newer than ``cursor["dm_since_id"]``.
+
+        The returned cursor keeps every other key of ``cursor`` (the ``dms`` switch).
+        """
         since_id = cursor.get("since_id")
-        start_time = None
-        if not since_id:
-            backfill = int(self.config.options.get("backfill_seconds", DEFAULT_BACKFILL_SECONDS))
-            start_time = datetime.now(timezone.utc) - timedelta(seconds=backfill)
+        start_time = None if since_id else self._backfill_start()
         items: list[InboundItem] = []
         newest_id: str | None = None
-        token: str | None = None
-        seen_tokens: set[str] = set()
-        while True:
-            page = await self._call(self._client.get_users_mentions(
-                self.user_id, since_id=since_id, start_time=start_time, pagination_token=token,
-                max_results=100, expansions=["author_id", "referenced_tweets.id"],
-                tweet_fields=TWEET_FIELDS, user_fields=["username", "name", "public_metrics"]),
-                writing=False)
-            meta = page.meta or {}
-            if newest_id is None and meta.get("newest_id"):
-                newest_id = str(meta["newest_id"])
-            users = {str(u.data["id"]): u.data for u in (page.includes or {}).get("users", [])}
-            items += [self._item(tweet.data, users) for tweet in page.data or []]
-            token = meta.get("next_token")
-            if not token or token in seen_tokens:
-                break
-            seen_tokens.add(token)
-        new_cursor = {"since_id": newest_id} if newest_id else dict(cursor)
+        async for page in self._mention_pages(since_id=since_id, start_time=start_time):
+            if newest_id is None and page.newest_id:
+                newest_id = page.newest_id
+            items += page.items
+        new_cursor = dict(cursor)
+        if newest_id:
+            new_cursor["since_id"] = newest_id
+        if cursor.get("dms"):
+            messages, newest_dm = await self._dms_since(cursor.get("dm_since_id"))
+            items += messages
+            if newest_dm:
+                new_cursor["dm_since_id"] = newest_dm
         return FetchResult(items=items, cursor=new_cursor)
+
+    async def backfill(self, start_time: datetime,
+                       end_time: datetime | None = None) -> AsyncIterator[list[InboundItem]]:
+        """Mentions created between ``start_time`` and ``end_time``, one list per page.
+
+        Independent of the polling cursor: the caller stores the pages and leaves
+        ``since_id`` alone. X serves only the most recent mentions of an account
+        (about the last 800 at the time of writing), whatever ``start_time`` says.
+        """
+        async for page in self._mention_pages(since_id=None, start_time=start_time,
+                                              end_time=end_time):
+            yield page.items
+
+    async def fetch_tweet(self, tweet_id: str) -> InboundItem:
+        """One tweet by id; a tweet of the account itself comes back as a brand ``post``."""
+        response = await self._call(self._client.get_tweet(
+            tweet_id, expansions=["author_id"], tweet_fields=TWEET_FIELDS,
+            user_fields=USER_FIELDS), writing=False)
+        self._log_partial_errors(response, "tweet lookup")
+        if response.data is None:
+            raise ReplyRejected(f"X has no tweet {tweet_id} (deleted, or not visible)")
+        users = {str(u.data["id"]): u.data for u in (response.includes or {}).get("users", [])}
+        item = self._item(response.data.data, users)
+        return replace(item, kind=ItemKind.POST) if item.is_brand_post else item
 
     async def reply_public(self, target: ReplyTarget, text: str) -> SentReply:
         """A reply tweet under ``target``."""
@@ -194,11 +227,91 @@ class XChannel:
             author=Author(id=author_id, name=str(user.get("name", "")), handle=username,
                           followers=int(followers) if followers is not None else None),
             text=str(tweet.get("text", "")),
-            created_time=datetime.fromisoformat(str(tweet["created_at"]).replace("Z", "+00:00")),
+            created_time=_x_datetime(tweet.get("created_at")),
             parent_external_id=parent,
             thread_external_id=str(tweet.get("conversation_id") or tweet_id),
             permalink=f"https://x.com/{username or 'i/web'}/status/{tweet_id}",
             is_brand_post=self.is_own(author_id), raw=tweet)
+
+    def _backfill_start(self) -> datetime:
+        backfill = int(self.config.options.get("backfill_seconds", DEFAULT_BACKFILL_SECONDS))
+        return datetime.now(timezone.utc) - timedelta(seconds=backfill)
+
+    async def _mention_pages(self, *, since_id: str | None, start_time: datetime | None,
+                             end_time: datetime | None = None) -> AsyncIterator[_Page]:
+        """The mentions timeline, newest first, page after page (``next_token``)."""
+        token: str | None = None
+        seen_tokens: set[str] = set()
+        while True:
+            page = await self._call(self._client.get_users_mentions(
+                self.user_id, since_id=since_id, start_time=start_time, end_time=end_time,
+                pagination_token=token, max_results=100,
+                expansions=["author_id", "referenced_tweets.id"], tweet_fields=TWEET_FIELDS,
+                user_fields=USER_FIELDS), writing=False)
+            self._log_partial_errors(page, "mentions")
+            meta = page.meta or {}
+            users = {str(u.data["id"]): u.data for u in (page.includes or {}).get("users", [])}
+            newest = str(meta["newest_id"]) if meta.get("newest_id") else None
+            yield _Page([self._item(tweet.data, users) for tweet in page.data or []], newest)
+            token = meta.get("next_token")
+            if not token or token in seen_tokens:
+                return
+            seen_tokens.add(token)
+
+    async def _dms_since(self, since_id: str | None) -> tuple[list[InboundItem], str | None]:
+        """Direct messages received after event ``since_id`` (at first: the backfill window).
+
+        ``GET /2/dm_events`` has no ``since_id``: it pages newest first, so paging
+        stops at the first event already seen (ids grow with time). Events the
+        account sent itself are skipped, but still move the cursor.
+        """
+        start = None if since_id else self._backfill_start()
+        items: list[InboundItem] = []
+        newest: str | None = None
+        token: str | None = None
+        seen_tokens: set[str] = set()
+        while True:
+            page = await self._call(self._client.get_direct_message_events(
+                event_types="MessageCreate", max_results=100, pagination_token=token,
+                dm_event_fields=DM_EVENT_FIELDS, expansions=["sender_id"],
+                user_fields=USER_FIELDS, user_auth=True), writing=False)
+            self._log_partial_errors(page, "direct messages")
+            users = {str(u.data["id"]): u.data for u in (page.includes or {}).get("users", [])}
+            done = False
+            for event in page.data or []:
+                data = event.data
+                created = _x_datetime(data.get("created_at"))
+                if (since_id and int(data["id"]) <= int(since_id)) or (start and created < start):
+                    done = True
+                    break
+                newest = newest or str(data["id"])
+                if not self.is_own(str(data.get("sender_id", ""))):
+                    items.append(self._message(data, users))
+            token = (page.meta or {}).get("next_token")
+            if done or not token or token in seen_tokens:
+                return items, newest
+            seen_tokens.add(token)
+
+    def _message(self, event: dict[str, Any], users: dict[str, dict[str, Any]]) -> InboundItem:
+        sender = str(event.get("sender_id", ""))
+        user = users.get(sender, {})
+        followers = (user.get("public_metrics") or {}).get("followers_count")
+        conversation = str(event.get("dm_conversation_id") or "")
+        return InboundItem(
+            platform=Platform.X, external_id=str(event["id"]), kind=ItemKind.MESSAGE,
+            channel_external_id=self.user_id,
+            author=Author(id=sender, name=str(user.get("name", "")),
+                          handle=str(user.get("username", "")),
+                          followers=int(followers) if followers is not None else None),
+            text=str(event.get("text", "")), created_time=_x_datetime(event.get("created_at")),
+            thread_external_id=conversation or None,
+            permalink=f"https://x.com/messages/{conversation}" if conversation else None,
+            raw=event)
+
+    def _log_partial_errors(self, response: Any, what: str) -> None:
+        """A 200 may carry ``errors[]`` beside ``data`` (a deleted referenced tweet...)."""
+        for error in getattr(response, "errors", None) or []:
+            log.warning("X %s for %s: partial error %r", what, self.config.name, error)
 
     async def _call(self, call: Awaitable[T], *, writing: bool) -> T:
         try:
@@ -230,6 +343,10 @@ class XChannel:
         if writing and not any(kind in problem for kind in AUTH_PROBLEMS):
             return ReplyRejected(f"X refused this reply: {_detail(exc)}")
         return TokenInvalid(f"X forbids this for these credentials: {_detail(exc)}")
+
+
+def _x_datetime(value: object) -> datetime:
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 def _detail(exc: tweepy.HTTPException) -> str:

@@ -102,6 +102,41 @@ def sanitize_for_display(text: str) -> str:
     return _CONTROLS.sub("", text)
 
 
+_FR_CUES = {
+    "parent post is an ad": "publication parente : une publicité",
+    "comment under an ad": "commentaire sous une publicité",
+    "repeated exclamation marks": "points d’exclamation répétés",
+    "question mark": "point d’interrogation",
+    "ALL-CAPS words": "mots en MAJUSCULES",
+    "an amount of money": "un montant d’argent",
+    "very short text": "texte très court",
+    "negative emoji": "émoji négatif",
+    "positive emoji": "émoji positif",
+    "laughing emoji": "émoji rieur",
+    "doubtful emoji": "émoji dubitatif",
+    "emoji": "émoji",
+    "a link": "un lien",
+    "an @handle": "une @mention",
+    "a long number": "un long nombre",
+}
+_FR_PREFIXES = (("negated ", "nié : "), ("platform: ", "plateforme : "), ("kind: ", "type : "), ("emoji ", "émoji "))
+
+
+def explanation_terms(terms: tuple[str, ...] | list[str], language: str) -> list[str]:
+    """The classifier's explanation (written in English) in the reader's language."""
+    if language != "fr":
+        return list(terms)
+    out = []
+    for term in terms:
+        term = _FR_CUES.get(term, term)
+        for english, french in _FR_PREFIXES:
+            if term.startswith(english):
+                term = french + term[len(english):]
+                break
+        out.append(term)
+    return out
+
+
 def one_line(text: str) -> str:
     """:func:`sanitize_for_display`, then every run of whitespace becomes one space."""
     return _WHITESPACE.sub(" ", sanitize_for_display(text)).strip()
@@ -219,7 +254,7 @@ def compose_notification(env: jinja2.Environment, view: NotificationView) -> Com
         "permalink": view.permalink if _is_web_url(view.permalink) else None,
         "parent_text": None if view.parent_text is None else sanitize_for_display(view.parent_text),
         "category_label": category_label,
-        "terms": tuple(one_line(term) for term in view.explanation if one_line(term)),
+        "terms": tuple(one_line(term) for term in explanation_terms(view.explanation, view.language) if one_line(term)),
         "rule_text": t["rule_text"].replace("{rule}", one_line(view.rule_name)),
         "reply_mode_text": t["reply_modes"].get(view.reply_mode, one_line(view.reply_mode)),
         "suggested_reply": sanitize_for_display(view.suggested_reply).strip(),

@@ -16,7 +16,7 @@ from aiohttp import web
 from sqlalchemy import select, update
 
 from bot.notify import links
-from bot.notify.compose import draft_reply, format_localtime
+from bot.notify.compose import draft_reply, explanation_terms, format_localtime
 from bot.pipeline import queue
 from bot.pipeline.classify import thread_parent, parent_is_ad
 from bot.services import Services
@@ -76,7 +76,7 @@ def reply_routes(services: Services) -> list[web.RouteDef]:
             "permalink": safe_url(item.permalink),
             "category_name": CATEGORY_NAMES[language].get(category, category),
             "confidence": label.confidence if label else 0.0,
-            "explanation": list(label.explanation) if label else [],
+            "explanation": explanation_terms(label.explanation, language) if label else [],
             "created_local": format_localtime(item.created_time, expert.timezone, language),
             "due_local": format_localtime(assignment.sla_due, expert.timezone, language) if assignment else "",
             "draft": draft_reply(env, category, reply_language, author_name=item.author_name, page_name=page_name),

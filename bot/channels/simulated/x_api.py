@@ -1,12 +1,14 @@
-"""A fake X API v2: mentions timeline, reply tweets, direct messages.
+"""A fake X API v2: mentions timeline, tweet lookup, reply tweets, direct messages.
 
-Shapes follow docs.x.com: ``{"data", "includes", "meta"}`` newest first, with
-``since_id``/``until_id`` (exclusive), ``start_time``, ``max_results`` 5..100
-and opaque ``pagination_token``; errors as problem JSON ``{"title", "detail",
-"type", "status"}``. Reading takes the account's bearer token; writing takes an
-OAuth 1.0a header whose ``oauth_token`` is the account's access token (the
-signature is not verified). Switches simulate 429s (with or without the
-``x-rate-limit-*`` headers) and 5xx outages.
+Shapes follow docs.x.com: ``{"data", "includes", "errors", "meta"}`` newest
+first, with ``since_id``/``until_id`` (exclusive), ``start_time``/``end_time``,
+``max_results`` and opaque ``pagination_token``; errors as problem JSON
+``{"title", "detail", "type", "status"}``; a referenced tweet that no longer
+exists is a partial error in ``errors[]`` beside ``data`` (status 200). Reading
+mentions and tweets takes the account's bearer token; writing and reading direct
+messages take an OAuth 1.0a header whose ``oauth_token`` is the account's access
+token (the signature is not verified). Switches simulate 429s (with or without
+the ``x-rate-limit-*`` headers, for every caller or one account) and 5xx outages.
 """
 
 from __future__ import annotations
@@ -75,6 +77,23 @@ class FakeXAPI:
     def revoke(self, user_id: str) -> None:
         self.accounts[user_id]["revoked"] = True
 
+    def add_tweet(self, account_id: str, text: str, created_at: datetime | None = None) -> str:
+        """A tweet of the account itself (a brand post, such as a promotion)."""
+        return self._tweet(account_id, text, None, created_at)
+
+    def delete_tweet(self, tweet_id: str) -> None:
+        """Gone: lookups answer a partial error, tweets that referenced it stay."""
+        del self.tweets[tweet_id]
+        for ids in self.mentions.values():
+            if tweet_id in ids:
+                ids.remove(tweet_id)
+
+    def add_dm(self, account_id: str, sender_id: str, username: str, name: str, text: str,
+               created_at: datetime | None = None) -> str:
+        """A direct message from ``sender_id`` to the account; returns its event id."""
+        self._user(sender_id, username, name)
+        return self._dm(sender_id, account_id, text, created_at)
+
     def add_mention(self, account_id: str, author_id: str, username: str, name: str, text: str,
                     in_reply_to: str | None = None, created_at: datetime | None = None, *,
                     followers: int = 0) -> str:
@@ -90,9 +109,11 @@ class FakeXAPI:
     def replies_to(self, tweet_id: str) -> list[Json]:
         return [t for t in self.tweets.values() if _replied_to(t) == tweet_id]
 
-    def set_rate_limited(self, *, reset_in: float | None = 60, headers: bool = True) -> None:
-        """Answer 429 until :meth:`clear_failures`; ``headers=False`` omits x-rate-limit-*."""
-        self._rate_limit = {"reset_in": reset_in, "headers": headers}
+    def set_rate_limited(self, *, reset_in: float | None = 60, headers: bool = True,
+                         account: str | None = None) -> None:
+        """Answer 429 until :meth:`clear_failures`; ``headers=False`` omits x-rate-limit-*;
+        ``account`` limits only the requests made with that account's tokens."""
+        self._rate_limit = {"reset_in": reset_in, "headers": headers, "account": account}
 
     def set_outage(self, status: int = 503) -> None:
         self._outage = status
@@ -126,6 +147,15 @@ class FakeXAPI:
         self.tweets[tweet_id] = tweet
         return tweet_id
 
+    def _dm(self, sender: str, participant: str, text: str, created_at: datetime | None) -> str:
+        event_id = str(next(self._ids))
+        conversation = "-".join(sorted([sender, participant], key=int))
+        self.dms.append({"dm_event_id": event_id, "dm_conversation_id": conversation,
+                         "sender_id": sender, "participant_id": participant, "text": text,
+                         "event_type": "MessageCreate",
+                         "created_at": x_time(created_at or datetime.now(timezone.utc))})
+        return event_id
+
     # -- HTTP ----------------------------------------------------------------
 
     @property
@@ -137,7 +167,9 @@ class FakeXAPI:
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/2/users/{user_id}/mentions", self._get_mentions)
+        app.router.add_get("/2/tweets/{tweet_id}", self._get_tweet)
         app.router.add_post("/2/tweets", self._post_tweet)
+        app.router.add_get("/2/dm_events", self._get_dm_events)
         app.router.add_post("/2/dm_conversations/with/{participant_id}/messages", self._post_dm)
         app.router.add_get("/__account/{user_id}", self._html_account)
         return app
@@ -150,7 +182,8 @@ class FakeXAPI:
         try:
             if self._outage:
                 raise Problem(self._outage, "Service Unavailable", "Service Unavailable")
-            if self._rate_limit is not None:
+            if self._rate_limit is not None and self._rate_limit.get("account") in (
+                    None, self._caller(request)):
                 raise self._too_many()
             return await handler(request)
         except Problem as problem:
@@ -164,6 +197,14 @@ class FakeXAPI:
             if settings.get("reset_in") is not None:
                 headers["x-rate-limit-reset"] = str(int(time.time() + settings["reset_in"]))
         return Problem(429, "Too Many Requests", "Too Many Requests", headers=headers)
+
+    def _caller(self, request: web.Request) -> str | None:
+        """The account whose token a request carries (revoked or not), if any."""
+        header = request.headers.get("Authorization", "")
+        match = re.search(r'oauth_token="([^"]*)"', header)
+        token = unquote(match.group(1)) if match else header.removeprefix("Bearer ").strip()
+        return next((user_id for user_id, account in self.accounts.items()
+                     if token in (account["bearer_token"], account["access_token"])), None)
 
     def _reader(self, request: web.Request) -> str:
         header = request.headers.get("Authorization", "")
@@ -201,10 +242,13 @@ class FakeXAPI:
             ids = [i for i in ids if int(i) > int(query["since_id"])]
         if "until_id" in query:
             ids = [i for i in ids if int(i) < int(query["until_id"])]
+        ids = [i for i in ids if i in self.tweets]
         if "start_time" in query:
-            start = query["start_time"].replace("Z", "+00:00")
-            ids = [i for i in ids if self.tweets[i]["created_at"] >= x_time(
-                datetime.fromisoformat(start))]
+            start = x_time(datetime.fromisoformat(query["start_time"].replace("Z", "+00:00")))
+            ids = [i for i in ids if self.tweets[i]["created_at"] >= start]
+        if "end_time" in query:
+            end = x_time(datetime.fromisoformat(query["end_time"].replace("Z", "+00:00")))
+            ids = [i for i in ids if self.tweets[i]["created_at"] < end]
         if "pagination_token" in query:
             below = base64.urlsafe_b64decode(query["pagination_token"] + "==").decode()
             ids = [i for i in ids if int(i) < int(below)]
@@ -218,10 +262,77 @@ class FakeXAPI:
         includes = self._includes(page, query)
         if includes:
             body["includes"] = includes
+        errors = self._missing_references(page, query)
+        if errors:
+            body["errors"] = errors
         body["meta"] = meta
         return web.json_response(body, headers={"x-rate-limit-limit": "450",
                                                 "x-rate-limit-remaining": "449",
                                                 "x-rate-limit-reset": str(int(time.time()) + 900)})
+
+    def _missing_references(self, page: list[str], query: Any) -> list[Json]:
+        """Partial errors: expanded tweets that no longer exist."""
+        if "referenced_tweets.id" not in query.get("expansions", "").split(","):
+            return []
+        return [{"value": r["id"], "detail": f"Could not find tweet with referenced_tweets.id: "
+                 f"[{r['id']}].", "title": "Not Found Error", "resource_type": "tweet",
+                 "parameter": "referenced_tweets.id", "resource_id": r["id"],
+                 "type": "https://api.twitter.com/2/problems/resource-not-found"}
+                for i in page for r in self.tweets[i].get("referenced_tweets", [])
+                if r["id"] not in self.tweets]
+
+    async def _get_tweet(self, request: web.Request) -> web.Response:
+        self._reader(request)
+        tweet_id = request.match_info["tweet_id"]
+        if tweet_id not in self.tweets:
+            return web.json_response({"errors": [{
+                "value": tweet_id, "detail": f"Could not find tweet with id: [{tweet_id}].",
+                "title": "Not Found Error", "resource_type": "tweet", "parameter": "id",
+                "resource_id": tweet_id,
+                "type": "https://api.twitter.com/2/problems/resource-not-found"}]})
+        body: Json = {"data": self._render(self.tweets[tweet_id], request.query)}
+        includes = self._includes([tweet_id], request.query)
+        if includes:
+            body["includes"] = includes
+        return web.json_response(body)
+
+    async def _get_dm_events(self, request: web.Request) -> web.Response:
+        """The account's DM events (sent and received), newest first, paged."""
+        user_id = self._writer(request)  # DM lookup needs user context (OAuth 1.0a)
+        query = request.query
+        try:
+            limit = int(query.get("max_results", "100"))
+            if not 1 <= limit <= 100:
+                raise ValueError(limit)
+        except ValueError as exc:
+            raise Problem(400, "Invalid Request", "The `max_results` query parameter value "
+                          f"[{query.get('max_results')}] is not between 1 and 100",
+                          "invalid-request") from exc
+        events = sorted((e for e in self.dms if user_id in (e["sender_id"], e["participant_id"])),
+                        key=lambda e: int(e["dm_event_id"]), reverse=True)
+        if query.get("event_types"):
+            events = [e for e in events if e["event_type"] in query["event_types"].split(",")]
+        if "pagination_token" in query:
+            below = int(base64.urlsafe_b64decode(query["pagination_token"] + "==").decode())
+            events = [e for e in events if int(e["dm_event_id"]) < below]
+        page, rest = events[:limit], events[limit:]
+        wanted = {"id", "event_type", "text"}
+        wanted |= set(filter(None, query.get("dm_event.fields", "").split(",")))
+        data = [{k: v for k, v in {"id": e["dm_event_id"], **e}.items() if k in wanted}
+                for e in page]
+        body: Json = {"data": data} if data else {}
+        if "sender_id" in query.get("expansions", "").split(",") and page:
+            fields = {"id", "name", "username"}
+            fields |= set(filter(None, query.get("user.fields", "").split(",")))
+            senders = dict.fromkeys(e["sender_id"] for e in page)
+            body["includes"] = {"users": [{k: v for k, v in self.users[s].items() if k in fields}
+                                          for s in senders if s in self.users]}
+        meta: Json = {"result_count": len(page)}
+        if rest:
+            meta["next_token"] = base64.urlsafe_b64encode(
+                page[-1]["dm_event_id"].encode()).decode().rstrip("=")
+        body["meta"] = meta
+        return web.json_response(body)
 
     def _render(self, tweet: Json, query: Any) -> Json:
         wanted = {"id", "text", "edit_history_tweet_ids"}
@@ -271,10 +382,8 @@ class FakeXAPI:
         if not text:
             raise Problem(400, "Invalid Request", "text or attachments is required",
                           "invalid-request")
-        event_id = str(next(self._ids))
-        conversation = "-".join(sorted([sender, participant], key=int))
-        self.dms.append({"dm_event_id": event_id, "dm_conversation_id": conversation,
-                         "sender_id": sender, "participant_id": participant, "text": text})
+        event_id = self._dm(sender, participant, text, None)
+        conversation = self.dms[-1]["dm_conversation_id"]
         return web.json_response({"data": {"dm_conversation_id": conversation,
                                            "dm_event_id": event_id}}, status=201)
 
@@ -294,7 +403,9 @@ class FakeXAPI:
             parts.append("</ul></li>")
         parts.append("</ul><h2>Direct messages</h2><ul>")
         parts += [f"<li>to {e(dm['participant_id'])}: {e(dm['text'])}</li>"
-                  for dm in self.dms if dm["sender_id"] == user_id]
+                  if dm["sender_id"] == user_id else
+                  f"<li>from {e(dm['sender_id'])}: {e(dm['text'])}</li>"
+                  for dm in self.dms if user_id in (dm["sender_id"], dm["participant_id"])]
         parts.append("</ul>")
         return web.Response(text="\n".join(parts), content_type="text/html")
 
