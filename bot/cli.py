@@ -71,7 +71,23 @@ def cmd_channels(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.channels_command == "list":
         return asyncio.run(commands.list_channels(settings, args.format))
+    if args.channels_command == "promote" and args.platform == "x":
+        return asyncio.run(commands.promote_tweet(settings, args))
+    if args.channels_command == "promote":
+        return asyncio.run(commands.promote_post(settings, args))
     return asyncio.run(commands.add_channel(settings, args))
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from bot import commands
+
+    return asyncio.run(commands.backfill_x(_settings(args), args))
+
+
+def cmd_backfill_facebook(args: argparse.Namespace) -> int:
+    from bot import commands
+
+    return asyncio.run(commands.backfill_facebook(_settings(args), args))
 
 
 def cmd_items(args: argparse.Namespace) -> int:
@@ -109,13 +125,85 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _human_labels(settings: Settings) -> list[Any]:
+    """Every item's latest human label (``source="human"``) as a training example."""
+    from sqlalchemy import select
+
+    from bot.pipeline.classify import parent_is_ad
+    from bot.services import open_services
+    from bot.store.models import Classification, Item
+    from classifiers import LABELS, Context, Example
+
+    async with open_services(settings, load_model=False) as services, services.sessions() as session:
+        query = (
+            select(Classification.label, Item)
+            .join(Item, Item.id == Classification.item_id)
+            .where(Classification.source == "human")
+            .order_by(Classification.created_at, Classification.id)
+        )
+        latest = {item.id: (label, item) for label, item in (await session.execute(query)).all()}
+        examples = []
+        for label, item in latest.values():
+            if label in LABELS and item.text.strip():
+                context = Context(item.platform, item.kind, await parent_is_ad(session, item))
+                examples.append(Example(item.text, label, item.language or "", context))
+    return examples
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from classifiers.report import outcome_json, outcome_text
+    from classifiers.retrain import retrain
+
+    settings = _settings(args)
+    human = asyncio.run(_human_labels(settings))
+    outcome = retrain(settings.model_dir, human, progress=lambda message: print(f"train: {message}", file=sys.stderr, flush=True))
+    if args.format == "json":
+        print(json.dumps(outcome_json(outcome), ensure_ascii=False, indent=2))
+    else:
+        print(outcome_text(outcome))
+    return 0
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from classifiers.registry import describe_versions, use_version
+    from classifiers.report import versions_table
+
+    settings = _settings(args)
+    if args.model_command == "use":
+        try:
+            use_version(settings.model_dir, args.version)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"relais: cannot use model {args.version}: {exc}", file=sys.stderr)
+            return 1
+        print(f"current model: {args.version} (restart 'relais serve' and workers to load it)")
+        return 0
+    rows = describe_versions(settings.model_dir)
+    print(json.dumps(rows, indent=2) if args.format == "json" else versions_table(rows))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from classifiers.commands import run_evaluate
+
+    settings = _settings(args)
+    return run_evaluate(args, settings.model_dir)
+
+
 def cmd_rules_check(args: argparse.Namespace) -> int:
     from bot.pipeline.rules import load_rules
 
     path = Path(args.file) if args.file else _settings(args).rules_file
     rules = load_rules(path)
+    for warning in rules.warnings:
+        print(warning, file=sys.stderr)
     print(f"{path}: OK, {len(rules.rules)} rules, {len(rules.experts)} experts, version {rules.version}")
     return 0
+
+
+def cmd_rules_replay(args: argparse.Namespace) -> int:
+    from bot.pipeline.replay import replay_command
+
+    return asyncio.run(replay_command(_settings(args), Path(args.rules), args.since, args.format))
 
 
 # --- parser ------------------------------------------------------------------------
@@ -155,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("channels", help="connected pages and accounts")
     csub = p.add_subparsers(dest="channels_command", required=True, metavar="ACTION")
-    add = csub.add_parser("add", help="connect a Facebook Page or an X account")
+    add = csub.add_parser("add", help="connect a Facebook Page, an Instagram account or an X account")
     asub = add.add_subparsers(dest="platform", required=True, metavar="PLATFORM")
     fb = asub.add_parser("facebook", parents=[common], help="a Facebook Page")
     fb.add_argument("--page-id", required=True)
@@ -163,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     fb.add_argument("--token", help="the Page access token (default $RELAIS_FB_PAGE_TOKEN)")
     fb.add_argument("--api-url", help="Graph API base URL for this page (default $RELAIS_FB_GRAPH_URL)")
     fb.add_argument("--poll-interval", type=float, default=None, metavar="SECONDS", help="reconcile interval (default $RELAIS_POLL_INTERVAL or 60)")
+    ig = asub.add_parser("instagram", parents=[common], help="an Instagram professional account linked to a Page")
+    ig.add_argument("--account-id", required=True, help="the Instagram user id (instagram_business_account of the Page)")
+    ig.add_argument("--name", required=True)
+    ig.add_argument("--token", help="the linked Page's access token (default $RELAIS_FB_PAGE_TOKEN)")
+    ig.add_argument("--api-url", help="Graph API base URL for this account (default $RELAIS_FB_GRAPH_URL)")
+    ig.add_argument("--poll-interval", type=float, default=None, metavar="SECONDS", help="reconcile interval (default $RELAIS_POLL_INTERVAL or 60)")
     x = asub.add_parser("x", parents=[common], help="an X account")
     x.add_argument("--user-id", required=True)
     x.add_argument("--name", required=True)
@@ -171,9 +265,33 @@ def build_parser() -> argparse.ArgumentParser:
         x.add_argument(f"--{opt}", help=f"default ${env}")
     x.add_argument("--api-url", help="X API base URL for this account (default $RELAIS_X_API_URL)")
     x.add_argument("--poll-interval", type=float, default=None, metavar="SECONDS", help="mentions poll interval (default $RELAIS_POLL_INTERVAL or 60)")
+    x.add_argument("--dms", action=argparse.BooleanOptionalAction, default=None, help="also read direct messages (OAuth 1.0a credentials and DM access needed); default: unchanged, off for a new account")
+    promote = csub.add_parser("promote", help="mark a brand post as a promotion (replies to it are ad reactions)")
+    psub = promote.add_subparsers(dest="platform", required=True, metavar="PLATFORM")
+    px = psub.add_parser("x", parents=[common], help="a tweet of a connected X account")
+    px.add_argument("--tweet-id", required=True)
+    px.add_argument("--account", metavar="USER_ID", help="the account that posted it (needed when several X accounts are connected)")
+    px.add_argument("--unset", action="store_true", help="the tweet is not a promotion after all")
+    for platform, what in (("facebook", "a Facebook Page"), ("instagram", "an Instagram account")):
+        pf = psub.add_parser(platform, parents=[common], help=f"a stored brand post of {what}")
+        pf.add_argument("--post-id", required=True)
+        pf.add_argument("--unset", action="store_true", help="the post is not a promotion after all")
     ls = csub.add_parser("list", parents=[common], help="list the connected channels (no secrets shown)")
     ls.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_channels)
+
+    p = sub.add_parser("backfill", help="fetch past mentions once (the live poll cursor is left alone)")
+    bsub = p.add_subparsers(dest="platform", required=True, metavar="PLATFORM")
+    bx = bsub.add_parser("x", parents=[common], help="mentions of a connected X account")
+    bx.add_argument("--account", required=True, metavar="USER_ID", help="the X user id given to 'channels add x'")
+    bx.add_argument("--since", required=True, metavar="DATE", help="YYYY-MM-DD or an ISO date-time (without offset: $RELAIS_TIMEZONE)")
+    bx.add_argument("--until", metavar="DATE", help="end, exclusive; a bare date includes that whole day (default: now)")
+    bx.set_defaults(func=cmd_backfill)
+    bf = bsub.add_parser("facebook", parents=[common], help="posts and comments of a connected Facebook Page")
+    bf.add_argument("--page-id", required=True, help="the Page id given to 'channels add facebook'")
+    bf.add_argument("--since", required=True, metavar="DATE", help="YYYY-MM-DD or an ISO date-time (without offset: $RELAIS_TIMEZONE)")
+    bf.add_argument("--until", metavar="DATE", help="end, exclusive; a bare date includes that whole day (default: now)")
+    bf.set_defaults(func=cmd_backfill_facebook)
 
     p = sub.add_parser("items", parents=[common], help="list stored items with their label, assignee and response time")
     p.add_argument("--format", choices=("table", "json", "jsonl"), default="table", help="jsonl: the import format")
@@ -191,11 +309,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parent-is-ad", action="store_true", help="the text answers an ad or promotion")
     p.set_defaults(func=cmd_classify)
 
+    p = sub.add_parser("train", parents=[common], help="retrain the classifier on the seed set plus every human label; keep it only if not worse")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("model", help="saved classifier versions")
+    msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    ml = msub.add_parser("list", parents=[common], help="versions, dates, held-out metrics; * marks the current one")
+    ml.add_argument("--format", choices=("table", "json"), default="table")
+    ml.set_defaults(func=cmd_model)
+    mu = msub.add_parser("use", parents=[common], help="make VERSION the current model (rollback)")
+    mu.add_argument("version")
+    mu.set_defaults(func=cmd_model)
+
+    p = sub.add_parser("evaluate", parents=[common], help="score the classifier on a labelled CSV (or cross-validate on it)")
+    p.add_argument("--data", type=Path, required=True, help="CSV with text,label[,language,platform,kind,parent_is_ad] columns, or the ACL 2019 complaints file (no header: id,text,1/0,domain)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--cv", type=int, default=None, metavar="FOLDS", help="retrain inside FOLDS-fold stratified cross-validation on the file instead")
+    p.add_argument("--binary", metavar="LABEL", help="score LABEL against the rest (e.g. complaint)")
+    p.add_argument("--transfer", action="store_true", help="the current model on the file's brand-directed rows (domain not random_tweet/random_reply), complaint vs not")
+    p.set_defaults(func=cmd_evaluate)
+
     p = sub.add_parser("rules", help="routing rules")
     rsub = p.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
     chk = rsub.add_parser("check", parents=[common], help="validate a rules file (default: the configured one)")
     chk.add_argument("file", nargs="?")
     chk.set_defaults(func=cmd_rules_check)
+    rep = rsub.add_parser("replay", parents=[common], help="replay stored items through a candidate rules file: what would move")
+    rep.add_argument("--rules", required=True, metavar="NEW.yaml", help="the candidate rules file")
+    rep.add_argument("--since", metavar="DATE", help="only items posted on or after this day (YYYY-MM-DD, midnight in $RELAIS_TIMEZONE) or an ISO date-time")
+    rep.add_argument("--format", choices=("table", "json"), default="table")
+    rep.set_defaults(func=cmd_rules_replay)
     return parser
 
 

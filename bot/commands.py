@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
 from bot.errors import ConfigError
+from bot.ingest.store_items import WEBHOOK_PLATFORMS, recovered_by_polling
 from bot.services import open_services
 from bot.settings import Settings
 from bot.store.importer import import_records, read_file
@@ -39,6 +40,12 @@ async def add_channel(settings: Settings, args: argparse.Namespace) -> int:
             raise ConfigError("--token or RELAIS_FB_PAGE_TOKEN: a Page access token is required")
         credentials = {"page_token": token}
         external_id = args.page_id
+    elif args.platform == "instagram":
+        token = args.token or os.environ.get("RELAIS_FB_PAGE_TOKEN")
+        if not token:
+            raise ConfigError("--token or RELAIS_FB_PAGE_TOKEN: the linked Page's access token is required")
+        credentials = {"page_token": token}
+        external_id = args.account_id
     else:
         credentials = {}
         for name in ("bearer_token", "consumer_key", "consumer_secret", "access_token", "access_token_secret"):
@@ -47,6 +54,9 @@ async def add_channel(settings: Settings, args: argparse.Namespace) -> int:
                 credentials[name] = value
         if "bearer_token" not in credentials:
             raise ConfigError("--bearer-token or RELAIS_X_BEARER_TOKEN: an X bearer token is required")
+        missing = [n for n in ("consumer_key", "consumer_secret", "access_token", "access_token_secret") if n not in credentials]
+        if args.dms and missing:
+            raise ConfigError(f"--dms: reading direct messages needs OAuth 1.0a user credentials; missing {', '.join(missing)}")
         external_id = args.user_id
     async with open_services(settings, load_model=False) as services:
         async with services.sessions.begin() as session:
@@ -61,6 +71,8 @@ async def add_channel(settings: Settings, args: argparse.Namespace) -> int:
             channel.api_url = args.api_url
             channel.poll_interval_s = args.poll_interval or settings.poll_interval_s
             channel.status = "active"
+            if getattr(args, "dms", None) is not None:  # X only; the switch lives in the poll cursor
+                channel.cursor = {**(channel.cursor or {}), "dms": args.dms}
             session.add(channel)
     print(f"{'added' if created else 'updated'} {args.platform} channel {args.name!r} ({external_id})")
     return 0
@@ -70,6 +82,7 @@ async def list_channels(settings: Settings, fmt: str) -> int:
     async with open_services(settings, load_model=False) as services:
         async with services.sessions() as session:
             channels = (await session.scalars(select(Channel).order_by(Channel.id))).all()
+            recovered = await recovered_by_polling(session)
     rows = [
         {
             "id": c.id,
@@ -79,13 +92,15 @@ async def list_channels(settings: Settings, fmt: str) -> int:
             "status": c.status,
             "poll_interval_s": c.poll_interval_s,
             "last_polled_at": c.last_polled_at.isoformat() if c.last_polled_at else None,
+            # items webhooks missed and a poll found; None where there are no webhooks (X)
+            "recovered_by_polling": recovered.get(c.id, 0) if c.platform in WEBHOOK_PLATFORMS else None,
         }
         for c in channels
     ]
     if fmt == "json":
         print(json.dumps(rows, ensure_ascii=False, indent=2))
     else:
-        _table(rows, ["id", "platform", "external_id", "name", "status", "last_polled_at"], {"id": 4, "name": 28, "external_id": 20, "last_polled_at": 26})
+        _table(rows, ["id", "platform", "external_id", "name", "status", "last_polled_at", "recovered_by_polling"], {"id": 4, "name": 28, "external_id": 20, "last_polled_at": 26, "recovered_by_polling": 20})
     return 0
 
 
@@ -189,4 +204,73 @@ async def import_file(settings: Settings, path: Path) -> int:
         async with services.sessions.begin() as session:
             new, old = await import_records(session, records)
     print(f"{path}: {new} item(s) imported, {old} already present", file=sys.stderr)
+    return 0
+
+
+async def promote_tweet(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.ingest.backfill import find_x_channel, mark_promotion
+
+    async with open_services(settings, load_model=False) as services:
+        channel_id = await find_x_channel(services, args.account, tweet_id=args.tweet_id)
+        item = await mark_promotion(services, channel_id, args.tweet_id, promoted=not args.unset)
+    print(f"tweet {args.tweet_id} {'is no longer' if args.unset else 'is now'} a promotion (item {item})")
+    return 0
+
+
+async def backfill_x(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.ingest.backfill import backfill_mentions, find_x_channel, parse_when, print_progress
+
+    since = parse_when(args.since, settings.timezone, option="--since")
+    until = parse_when(args.until, settings.timezone, option="--until", end_of_day=True) if args.until else None
+    async with open_services(settings, load_model=False) as services:
+        channel_id = await find_x_channel(services, args.account)
+        result = await backfill_mentions(services, channel_id, since, until, progress=print_progress)
+    print(f"backfill done: {result.fetched} mention(s) fetched, {result.new} new, {result.pages} page(s)", file=sys.stderr)
+    return 0
+
+
+async def backfill_facebook(settings: Settings, args: argparse.Namespace) -> int:
+    """Store a Page's posts and comments of a past window, a feed page at a time (progress on
+    stderr). Idempotent (items are stored once); the live poll cursor is left alone."""
+    from bot.channels.facebook import FacebookChannel
+    from bot.ingest.backfill import BackfillProgress, parse_when, print_progress
+    from bot.ingest.store_items import store_items
+
+    since = parse_when(args.since, settings.timezone, option="--since")
+    until = parse_when(args.until, settings.timezone, option="--until", end_of_day=True) if args.until else None
+    pages = fetched = new = 0
+    async with open_services(settings, load_model=False) as services:
+        async with services.sessions() as session:
+            row = await session.scalar(select(Channel).where(Channel.platform == "facebook", Channel.external_id == args.page_id))
+        if row is None:
+            raise ConfigError(f"--page-id {args.page_id}: no connected Facebook Page with this id (relais channels list)")
+        adapter = await services.channels.get(row)
+        assert isinstance(adapter, FacebookChannel)
+        async for items in adapter.backfill(since, until):
+            async with services.sessions.begin() as session:
+                channel = await session.get(Channel, row.id)
+                stored = await store_items(session, channel, items, source="backfill")
+            pages, fetched, new = pages + 1, fetched + len(items), new + len(stored.new)
+            print_progress(BackfillProgress(row.name, pages, len(items), len(stored.new), fetched, new))
+    print(f"backfill done: {fetched} post(s) and comment(s) fetched, {new} new, {pages} page(s)", file=sys.stderr)
+    return 0
+
+
+async def promote_post(settings: Settings, args: argparse.Namespace) -> int:
+    """Mark (or unmark) a stored brand post of a Facebook Page or Instagram account as an ad or promotion."""
+    platform = args.platform
+    async with open_services(settings, load_model=False) as services:
+        async with services.sessions.begin() as session:
+            item = await session.scalar(
+                select(Item).where(Item.platform == platform, Item.external_id == args.post_id).with_for_update()
+            )
+            if item is None:
+                raise ConfigError(
+                    f"--post-id {args.post_id}: no stored {platform} post with this id yet "
+                    f"(it is stored by the next reconcile poll, or run 'relais backfill {platform}')"
+                )
+            if not item.is_brand_post:
+                raise ConfigError(f"--post-id {args.post_id}: not a post of the brand (only brand posts are promotions)")
+            item.is_ad = not args.unset
+    print(f"post {args.post_id} {'is no longer' if args.unset else 'is now'} a promotion (item {item.id})")
     return 0

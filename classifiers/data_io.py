@@ -52,6 +52,39 @@ def read_examples(path: Path, labels: Sequence[str] | None = LABELS) -> list[Exa
     return examples
 
 
+PAPER_DOMAINS_RANDOM = frozenset({"random_tweet", "random_reply"})
+
+
+def _looks_like_paper_row(row: Sequence[str]) -> bool:
+    return len(row) == 4 and row[0].strip().isdigit() and row[2].strip() in ("0", "1")
+
+
+def read_labelled(path: Path, binary: str | None = None) -> tuple[list[Example], list[str]]:
+    """Examples and their domains from either a CSV with a header (``text,label`` and the
+    optional columns of `COLUMNS`, plus an optional ``domain``) or the complaints file of
+    Preotiuc-Pietro et al. (ACL 2019): no header, ``tweet id,text,1|0,domain``, read as X
+    mentions labelled `binary` (default "complaint") or ``not_<binary>``."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        first = next(csv.reader(handle), None)
+    if first is None:
+        raise ValueError(f"{path}: empty file")
+    if not _looks_like_paper_row(first):
+        examples = read_examples(path, labels=None)
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            domains = [(row.get("domain") or "").strip() for row in csv.DictReader(handle)]
+        return examples, domains
+    positive = binary or "complaint"
+    examples, domains = [], []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        for line, row in enumerate(csv.reader(handle), start=1):
+            if not _looks_like_paper_row(row) or not row[1].strip():
+                raise ValueError(f"{path}:{line}: expected tweet id,text,1|0,domain")
+            label = positive if row[2].strip() == "1" else f"not_{positive}"
+            examples.append(Example(row[1].strip(), label, "", Context("x", "mention")))
+            domains.append(row[3].strip())
+    return examples, domains
+
+
 def seed_files(directory: Path | None = None) -> list[Path]:
     return sorted((directory or DATA_DIR).glob("seed_*.csv"))
 

@@ -22,9 +22,11 @@ def evaluate(
     *,
     holdout: float = 0.2,
     seed: int = 0,
+    binary: str | None = None,
 ) -> dict[str, Any]:
     """Scores of a fitted `Model` on `examples`; given a trainer instead (examples -> Model),
-    train it on a stratified (1 - holdout) split of `examples` and score the rest."""
+    train it on a stratified (1 - holdout) split of `examples` and score the rest.
+    ``binary="complaint"``: truth and predictions both collapsed to complaint / not_complaint."""
     examples = list(examples)
     if isinstance(model_or_trainer, Model):
         model, test = model_or_trainer, examples
@@ -35,9 +37,13 @@ def evaluate(
         )
         model = model_or_trainer(fit_part)
     truth = [ex.label for ex in test]
-    predicted = [
-        p.label for p in model.predict([ex.text for ex in test], [ex.context for ex in test])
-    ]
+    proba = model.predict_proba([ex.text for ex in test], [ex.context for ex in test])
+    predicted = [model.classes[k] for k in proba.argmax(axis=1)]
+    if binary:
+        negative = f"not_{binary}"
+        truth = [t if t == binary else negative for t in truth]
+        predicted = [p if p == binary else negative for p in predicted]
+        return scores(truth, predicted, [binary, negative])
     return scores(truth, predicted, sorted(set(truth) | set(model.classes)))
 
 
@@ -54,6 +60,7 @@ def fold_scores(
     *,
     seed: int = 0,
     trainer: Trainer | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> list[float]:
     """Macro-F1 of each stratified fold, with a model trained on the other folds only."""
     data = collapse(examples, binary) if binary else list(examples)
@@ -61,9 +68,11 @@ def fold_scores(
     fit: Trainer = trainer or (lambda part: train(part, seed=seed, holdout=0.0))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     results: list[float] = []
-    for train_idx, test_idx in splitter.split(np.zeros(len(data)), labels):
+    for fold, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(data)), labels), 1):
         model = fit([data[i] for i in train_idx])
         results.append(evaluate(model, [data[i] for i in test_idx])["macro_f1"])
+        if progress:
+            progress(f"fold {fold}/{folds}: macro-F1 {results[-1]:.4f}")
     return results
 
 

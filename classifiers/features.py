@@ -62,6 +62,12 @@ _EMOJI_CLASSES: dict[str, str] = {
 }
 
 
+# Every character `is_emoji` can accept (a superset: it still decides), found in one C pass.
+_EMOJI_CANDIDATES = re.compile(
+    "[\U0001F300-\U0001FAFF\u2600-\u27BF" + "".join(sorted(_EMOJI_CLASSES)) + "]"
+)
+
+
 def fold_accents(text: str) -> str:
     """ "Problème à l'hôtel" -> "probleme a l'hotel" (œ/æ expanded, other marks dropped)."""
     text = text.replace("œ", "oe").replace("æ", "ae")
@@ -119,8 +125,12 @@ def negation_tokens(normalised: str) -> list[str]:
     return out
 
 
-def cue_tokens(text: str, context: Context) -> list[str]:
-    """Context, language, emoji, negation and punctuation cues as space-free tokens."""
+def cue_tokens(
+    text: str, context: Context, *, normalised: str | None = None, language: str | None = None
+) -> list[str]:
+    """Context, language, emoji, negation and punctuation cues as space-free tokens
+    (`normalised` and `language`, when the caller has them already, must be ``normalise(text)``
+    and ``detect_language(text)``)."""
     cues: list[str] = []
     if context.platform:
         cues.append(f"__platform_{context.platform.strip().lower()}__")
@@ -130,8 +140,8 @@ def cue_tokens(text: str, context: Context) -> list[str]:
         cues.append("__parent_ad__")
         if context.kind.strip().lower() == "comment":
             cues.append("__ad_comment__")
-    cues.append(f"__lang_{detect_language(text)}__")
-    for ch in text:
+    cues.append(f"__lang_{language or detect_language(text)}__")
+    for ch in _EMOJI_CANDIDATES.findall(text):
         if is_emoji(ch):
             cues.append(f"emoji:{ch}")
             cues.append(f"__emoji_{_EMOJI_CLASSES.get(ch, 'other')}__")
@@ -143,7 +153,8 @@ def cue_tokens(text: str, context: Context) -> list[str]:
         cues.append("__shout__")
     if _MONEY.search(text):
         cues.append("__money__")
-    normalised = normalise(text)
+    if normalised is None:
+        normalised = normalise(text)
     n_words = len(normalised.split())
     if n_words <= 3:
         cues.append("__short__")

@@ -8,7 +8,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,20 +17,21 @@ import joblib
 import numpy as np
 import sklearn
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
+from classifiers.calibration import calibrate, softmax
 from classifiers.data_io import examples_sha256
 from classifiers.domain import Context, Example, Prediction
 from classifiers.errors import ArtifactIntegrityError, IncompatibleArtifactError
 from classifiers.explain import Explainer
-from classifiers.features import as_docs, build_features
-from classifiers.language import detect_language
+from classifiers.fast import FastScorer
+from classifiers.features import as_docs, build_features, normalise
 from classifiers.metrics import scores
 
 # Bump when features or estimator change: older artifacts are then retrained, not loaded.
 RECIPE = "word12-charwb25-cues.25/logreg-newtoncg-C30-balanced/v1"
 ARTIFACT_FORMAT = 1
+CHUNK = 1000  # texts scored together by predict/logits: large enough to amortise, bounded memory
 
 
 def build_pipeline(seed: int = 0) -> Pipeline:
@@ -43,7 +44,10 @@ def build_pipeline(seed: int = 0) -> Pipeline:
 
 
 class Model:
-    """A fitted pipeline plus its metadata. Read-only after construction, so thread-safe."""
+    """A fitted pipeline plus its metadata. Predictions go through `FastScorer` (the pipeline's
+    vocabularies and weights applied directly; `reference_logits` is the scikit-learn path).
+    Thread-safe: nothing changes after construction but two memo caches (per-word char
+    n-grams, explanation keys), whose entries are pure functions of their keys."""
 
     def __init__(self, pipeline: Pipeline, metadata: dict[str, Any]) -> None:
         self._pipeline = pipeline
@@ -52,6 +56,9 @@ class Model:
         self._classifier = pipeline.named_steps["clf"]
         self._classes: tuple[str, ...] = tuple(str(c) for c in self._classifier.classes_)
         self._explainer = Explainer(self._features, np.asarray(self._classifier.coef_))
+        self._fast = FastScorer(pipeline)
+        # Older artifacts have no temperature (uncalibrated) and no review thresholds.
+        self._temperature = float(self._metadata.get("temperature") or 1.0)
 
     @property
     def version(self) -> str:
@@ -66,34 +73,79 @@ class Model:
     def classes(self) -> tuple[str, ...]:
         return self._classes
 
+    @property
+    def temperature(self) -> float:
+        return self._temperature
+
+    @property
+    def review_thresholds(self) -> dict[str, float] | None:
+        """Per-label confidence below which an item needs review (None for an older model)."""
+        found = self._metadata.get("review_thresholds")
+        return {str(k): float(v) for k, v in found.items()} if isinstance(found, dict) else None
+
+    def logits(self, texts: Sequence[str], contexts: Sequence[Context] | None = None) -> np.ndarray:
+        """Uncalibrated class scores, one row per text, columns in `classes` order."""
+        docs = as_docs(texts, contexts)
+        rows = [
+            self._fast.logits([self._fast.encode(text, context) for text, context in docs[i : i + CHUNK]])
+            for i in range(0, len(docs), CHUNK)
+        ]
+        return np.vstack(rows) if rows else np.empty((0, len(self._classes)))
+
+    def reference_logits(
+        self, texts: Sequence[str], contexts: Sequence[Context] | None = None
+    ) -> np.ndarray:
+        """The same scores through the scikit-learn pipeline (slow; the fast path's reference)."""
+        return _logits(self._classifier, self._features.transform(as_docs(texts, contexts)))
+
     def predict_proba(
         self, texts: Sequence[str], contexts: Sequence[Context] | None = None
     ) -> np.ndarray:
-        """Probabilities, one row per text, columns in `classes` order."""
-        features = self._features.transform(as_docs(texts, contexts))
-        return np.asarray(self._classifier.predict_proba(features))
+        """Calibrated probabilities, one row per text, columns in `classes` order."""
+        return softmax(self.logits(texts, contexts), self._temperature)
 
     def predict(
-        self, texts: Sequence[str], contexts: Sequence[Context] | None = None
+        self,
+        texts: Sequence[str],
+        contexts: Sequence[Context] | None = None,
+        *,
+        explain: bool = True,
     ) -> list[Prediction]:
-        if not texts:
-            return []
-        features = self._features.transform(as_docs(texts, contexts)).tocsr()
-        proba = np.asarray(self._classifier.predict_proba(features))
-        best = proba.argmax(axis=1)
-        return [
-            Prediction(
-                label=self._classes[k],
-                confidence=float(proba[i, k]),
-                language=detect_language(text),
-                explanation=self._explainer.explain(features[i], int(k), text),
-                model_version=self.version,
-            )
-            for i, (text, k) in enumerate(zip(texts, best, strict=True))
-        ]
+        """One prediction per text; ``explain=False`` leaves `explanation` empty (faster)."""
+        docs = as_docs(texts, contexts)
+        predictions: list[Prediction] = []
+        for start in range(0, len(docs), CHUNK):  # bounded memory for any batch size
+            encoded = [self._fast.encode(text, context) for text, context in docs[start : start + CHUNK]]
+            proba = softmax(self._fast.logits(encoded, keep=explain), self._temperature)
+            best = proba.argmax(axis=1).tolist()
+            confidence = proba.max(axis=1).tolist()
+            predictions += [
+                Prediction(
+                    label=self._classes[k],
+                    confidence=confidence[i],
+                    language=enc.language,
+                    explanation=self._explainer.explain(enc, k) if explain else (),
+                    model_version=self.version,
+                )
+                for i, (enc, k) in enumerate(zip(encoded, best, strict=True))
+            ]
+        return predictions
+
+    def clear_caches(self) -> None:
+        """Forget the per-word char n-gram columns remembered so far (for cold measurements)."""
+        self._fast.clear_cache()
 
     def predict_one(self, text: str, context: Context | None = None) -> Prediction:
-        return self.predict([text], None if context is None else [context])[0]
+        encoded = self._fast.encode(text, context or Context())
+        proba = softmax(self._fast.logits_one(encoded)[None, :], self._temperature)[0]
+        k = int(proba.argmax())
+        return Prediction(
+            label=self._classes[k],
+            confidence=float(proba[k]),
+            language=encoded.language,
+            explanation=self._explainer.explain(encoded, k),
+            model_version=self.version,
+        )
 
     def save(self, directory: Path) -> Path:
         """Write ``<version>.joblib`` and ``<version>.json`` (metadata + artifact sha256)."""
@@ -149,9 +201,32 @@ class Model:
         return cls(payload["pipeline"], metadata)
 
 
-def train(examples: Sequence[Example], *, seed: int = 0, holdout: float = 0.2) -> Model:
-    """Fit on all `examples`; first, when every class has enough examples, fit on a stratified
-    (1 - holdout) split and record the scores on the rest in ``metadata["metrics"]``."""
+def holdout_mask(examples: Sequence[Example], fraction: float) -> np.ndarray:
+    """True for the rows held out: a stable split by the sha256 of the normalised text, so an
+    example falls on the same side in every training (the current model never trained on the
+    rows a new one is compared on) and duplicates never straddle it."""
+    cut = int(fraction * 2**32)
+    return np.array(
+        [
+            int.from_bytes(hashlib.sha256(normalise(ex.text).encode("utf-8")).digest()[:4], "big")
+            < cut
+            for ex in examples
+        ],
+        dtype=bool,
+    )
+
+
+def train(
+    examples: Sequence[Example],
+    *,
+    seed: int = 0,
+    holdout: float = 0.2,
+    progress: Callable[[str], None] | None = None,
+) -> Model:
+    """Fit on the examples outside a stable held-out split (``holdout_mask``); on the held-out
+    rows, score the model, fit its temperature and review thresholds (``calibration``) and record
+    them in the metadata. ``holdout=0`` (or too few examples) fits on everything, uncalibrated."""
+    say = progress or (lambda message: None)
     examples = list(examples)
     labels = [ex.label for ex in examples]
     counts = Counter(labels)
@@ -159,33 +234,61 @@ def train(examples: Sequence[Example], *, seed: int = 0, holdout: float = 0.2) -
         raise ValueError(f"need at least two labels to train, got {sorted(counts)}")
     started = time.perf_counter()
     docs = [(ex.text, ex.context) for ex in examples]
-    classes = sorted(counts)
-    metrics: dict[str, Any] | None = None
+    held = np.zeros(len(examples), dtype=bool)
     if holdout > 0 and min(counts.values()) * holdout >= 1:
-        idx_train, idx_test = train_test_split(
-            np.arange(len(docs)), test_size=holdout, random_state=seed, stratify=labels
-        )
-        probe = build_pipeline(seed)
-        probe.fit([docs[i] for i in idx_train], [labels[i] for i in idx_train])
-        predicted = [str(p) for p in probe.predict([docs[i] for i in idx_test])]
-        metrics = {"holdout": holdout, **scores([labels[i] for i in idx_test], predicted, classes)}
-    pipeline = build_pipeline(seed).fit(docs, labels)
+        held = holdout_mask(examples, holdout)
+        if len({labels[i] for i in np.flatnonzero(~held)}) < 2:
+            held[:] = False
+    fit_idx, test_idx = np.flatnonzero(~held), np.flatnonzero(held)
+    say(f"fitting on {len(fit_idx)} examples ({len(test_idx)} held out)")
+    pipeline = build_pipeline(seed).fit([docs[i] for i in fit_idx], [labels[i] for i in fit_idx])
+    classes = [str(c) for c in pipeline.classes_]
+    metrics: dict[str, Any] | None = None
+    temperature = 1.0
+    thresholds: dict[str, float] | None = None
+    if len(test_idx):
+        say(f"scoring and calibrating on {len(test_idx)} held-out examples")
+        logits = _logits(pipeline.named_steps["clf"], pipeline.named_steps["features"].transform(
+            [docs[i] for i in test_idx]
+        ))
+        truth_labels = [labels[i] for i in test_idx]
+        known = np.array([label in classes for label in truth_labels])
+        truth = np.array([classes.index(t) if t in classes else -1 for t in truth_labels])
+        predicted = [classes[k] for k in logits.argmax(axis=1)]
+        metrics = {
+            "holdout": holdout,
+            **scores(truth_labels, predicted, sorted(set(classes) | set(truth_labels))),
+        }
+        if known.sum() >= 2 * len(classes):
+            temperature, thresholds, report = calibrate(logits[known], truth[known], classes, seed=seed)
+            metrics["calibration"] = report
     data_sha = examples_sha256(examples)
     created = datetime.now(UTC)
     metadata: dict[str, Any] = {
         "version": f"m-{created:%Y%m%d}-{data_sha[:8]}",
         "created_at": created.isoformat(timespec="seconds"),
-        "classes": [str(c) for c in pipeline.classes_],
+        "classes": classes,
         "training_data_sha256": data_sha,
         "n_examples": len(examples),
+        "n_trained": len(fit_idx),
+        "n_held_out": len(test_idx),
         "label_counts": dict(sorted(counts.items())),
         "metrics": metrics,
+        "temperature": round(temperature, 6),
+        "review_thresholds": thresholds,
         "seed": seed,
         "recipe": RECIPE,
         "sklearn_version": sklearn.__version__,
         "train_seconds": round(time.perf_counter() - started, 3),
     }
     return Model(pipeline, metadata)
+
+
+def _logits(classifier: LogisticRegression, features: Any) -> np.ndarray:
+    scores = np.asarray(classifier.decision_function(features), dtype=np.float64)
+    if scores.ndim == 1:  # binary: predict_proba is sigmoid(d) = softmax([0, d])
+        scores = np.column_stack([np.zeros_like(scores), scores])
+    return scores
 
 
 def _sha256_file(path: Path) -> str:

@@ -7,6 +7,7 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from classifiers.data_io import load_seed
 from classifiers.domain import Example
@@ -36,6 +37,30 @@ def list_versions(directory: Path) -> list[str]:
             continue
         found.append((created, meta_path.stem))
     return [version for _, version in sorted(found)]
+
+
+def describe_versions(directory: Path) -> list[dict[str, Any]]:
+    """One row per saved version, oldest first, from its metadata file (the artifact is not
+    loaded): version, created_at, n_examples, held-out macro_f1 and ECE, current."""
+    current = current_version(directory)
+    rows: list[dict[str, Any]] = []
+    for version in list_versions(directory):
+        meta = json.loads((Path(directory) / f"{version}.json").read_text(encoding="utf-8"))
+        metrics = meta.get("metrics") or {}
+        calibration = metrics.get("calibration") or {}
+        rows.append(
+            {
+                "version": version,
+                "created_at": str(meta.get("created_at", "")),
+                "n_examples": meta.get("n_examples"),
+                "macro_f1": metrics.get("macro_f1"),
+                "accuracy": metrics.get("accuracy"),
+                "ece": calibration.get("ece_after"),
+                "recipe": meta.get("recipe"),
+                "current": version == current,
+            }
+        )
+    return rows
 
 
 def current_version(directory: Path) -> str | None:

@@ -18,7 +18,9 @@ import logging
 import threading
 import time
 import warnings
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any, Callable, TypeVar
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://graph.facebook.com"
 DEFAULT_BACKFILL_SECONDS = 86_400
+DEFAULT_COMMENT_LOOKBACK_SECONDS = 2 * 86_400
 DEFAULT_RETRY_AFTER = 60.0
 # 80000-80014: Business Use Case limits (80001 is Pages).
 RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, *range(80000, 80015)})
@@ -109,8 +112,22 @@ def _retry_after(response: requests.Response | None) -> float:
     return minutes * 60 if minutes > 0 else DEFAULT_RETRY_AFTER
 
 
+@dataclass(frozen=True)
+class TokenStatus:
+    """A Page token as ``debug_token`` describes it; ``expires_at`` None: it never expires."""
+
+    valid: bool
+    expires_at: datetime | None
+    detail: str = ""
+    scopes: tuple[str, ...] = ()
+
+
 class FacebookChannel:
     """One Facebook Page: polls its feed, answers comments publicly or by private reply.
+
+    Beyond the channel contract: :meth:`hide` and :meth:`like` (moderation),
+    :meth:`check_token` (the daily token check) and :meth:`backfill` (a past
+    window, for ``relais backfill facebook``).
 
     Credentials: ``page_token``. Options: ``backfill_seconds`` (first poll's look
     back, default one day), ``timeout`` (seconds per HTTP call, default 30).
@@ -118,9 +135,13 @@ class FacebookChannel:
     items created in that very second are returned again (the caller deduplicates)
     so that none is skipped.
 
-    Limitation: polling pages the feed newest post first and stops at the first
-    post older than the cursor, so a new comment under an older post is only
-    seen through webhooks (:mod:`bot.ingest.facebook_delivery`).
+    Polling pages the feed newest post first and stops at the first post older
+    than both the cursor and ``comment_lookback_seconds`` (option, default two
+    days): new comments under posts of that window are found too, which is
+    what lets the reconcile poll recover comments a webhook missed. A comment
+    under an older post is only seen through webhooks
+    (:mod:`bot.ingest.facebook_delivery`); only the first 100 comments of a
+    post are read.
     """
 
     def __init__(self, config: ChannelConfig, graph_version: str = "v21.0") -> None:
@@ -135,7 +156,10 @@ class FacebookChannel:
     async def fetch_new(self, cursor: dict[str, Any]) -> FetchResult:
         """Posts and comments created since ``cursor["since"]`` (or the backfill window)."""
         backfill = int(self.config.options.get("backfill_seconds", DEFAULT_BACKFILL_SECONDS))
+        lookback = int(self.config.options.get("comment_lookback_seconds",
+                                               DEFAULT_COMMENT_LOOKBACK_SECONDS))
         since = int(cursor.get("since") or time.time() - backfill)
+        oldest_post = min(since, int(time.time()) - lookback)
         items: list[InboundItem] = []
         newest = since
         args: dict[str, Any] = {"fields": FEED_FIELDS, "limit": 25}
@@ -145,11 +169,12 @@ class FacebookChannel:
             older_reached = False
             for post in page.get("data") or []:
                 created = parse_graph_time(post["created_time"])
-                if created.timestamp() < since:
+                if created.timestamp() < oldest_post:
                     older_reached = True
                     break
-                items.append(self._post_item(post, created))
-                newest = max(newest, int(created.timestamp()))
+                if created.timestamp() >= since:
+                    items.append(self._post_item(post, created))
+                    newest = max(newest, int(created.timestamp()))
                 for comment in (post.get("comments") or {}).get("data") or []:
                     item = self._comment_item(comment, post["id"])
                     if item.created_time.timestamp() >= since:
@@ -161,6 +186,36 @@ class FacebookChannel:
             args = {key: values[-1] for key, values in parse_qs(urlparse(next_url).query).items()
                     if key != "access_token"}
         return FetchResult(items=items, cursor={"since": newest})
+
+    async def backfill(self, since: datetime, until: datetime | None = None
+                       ) -> AsyncIterator[list[InboundItem]]:
+        """Posts created in [since, until) and their comments in that window, one feed page at a
+        time (newest first). The live poll cursor is not involved."""
+        start, end = since.timestamp(), (until.timestamp() if until else float("inf"))
+        args: dict[str, Any] = {"fields": FEED_FIELDS, "limit": 25}
+        while True:
+            page = await self._call(partial(self._graph.get_connections, self.page_id, "feed",
+                                            **args), writing=False)
+            items: list[InboundItem] = []
+            older_reached = False
+            for post in page.get("data") or []:
+                created = parse_graph_time(post["created_time"])
+                if created.timestamp() < start:
+                    older_reached = True
+                    break
+                if created.timestamp() >= end:
+                    continue
+                items.append(self._post_item(post, created))
+                for comment in (post.get("comments") or {}).get("data") or []:
+                    item = self._comment_item(comment, post["id"])
+                    if start <= item.created_time.timestamp() < end:
+                        items.append(item)
+            yield items
+            next_url = (page.get("paging") or {}).get("next")
+            if older_reached or not next_url:
+                return
+            args = {key: values[-1] for key, values in parse_qs(urlparse(next_url).query).items()
+                    if key != "access_token"}
 
     async def reply_public(self, target: ReplyTarget, text: str) -> SentReply:
         """Comment under the post or comment ``target``."""
@@ -181,6 +236,36 @@ class FacebookChannel:
             recipient=json.dumps(recipient), message=json.dumps({"text": text}),
             messaging_type="RESPONSE"), writing=True)
         return SentReply(platform_id=str(result["message_id"]))
+
+    async def hide(self, target: ReplyTarget, hidden: bool = True) -> None:
+        """Hide (or show again) the comment ``target``: its author and their friends still see it."""
+        await self._call(partial(self._graph.request, f"{self._graph.version}/{target.external_id}",
+                                 post_args={"is_hidden": "true" if hidden else "false"}),
+                         writing=True)
+
+    async def like(self, target: ReplyTarget) -> None:
+        """Like the post or comment ``target`` as the Page."""
+        await self._call(partial(self._graph.put_like, target.external_id), writing=True)
+
+    async def check_token(self) -> TokenStatus:
+        """What Graph says of the Page token (``GET /debug_token``, the token inspecting itself).
+
+        A token Graph refuses outright raises :class:`TokenInvalid`; rate limits
+        and outages raise as usual.
+        """
+        token = self.config.credentials["page_token"]
+        result = await self._call(partial(self._graph.request, f"{self._graph.version}/debug_token",
+                                          args={"input_token": token}), writing=False)
+        data = result.get("data") if isinstance(result, dict) else None
+        if not isinstance(data, dict):
+            raise Transient(f"debug_token answered without data: {result!r}"[:300])
+        error = data.get("error") if isinstance(data.get("error"), dict) else {}
+        expires = int(data.get("expires_at") or 0)
+        return TokenStatus(
+            valid=bool(data.get("is_valid")),
+            expires_at=datetime.fromtimestamp(expires, tz=timezone.utc) if expires > 0 else None,
+            detail=str(error.get("message") or ""),
+            scopes=tuple(str(scope) for scope in data.get("scopes") or ()))
 
     def is_own(self, author_id: str) -> bool:
         return str(author_id) == self.page_id

@@ -58,6 +58,10 @@ def _open(config: ChannelConfig) -> Channel:
         from bot.channels.x import XChannel
 
         return XChannel(config)
+    if config.platform is Platform.INSTAGRAM:
+        from bot.channels.instagram import InstagramChannel
+
+        return InstagramChannel(config, graph_version=str(config.options.get("graph_version", "v21.0")))
     from bot.channels.facebook import FacebookChannel
 
     return FacebookChannel(config, graph_version=str(config.options.get("graph_version", "v21.0")))

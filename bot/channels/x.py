@@ -37,6 +37,7 @@ TWEET_FIELDS = ["created_at", "conversation_id", "in_reply_to_user_id", "referen
 AUTH_PROBLEMS = ("client-forbidden", "unsupported-authentication", "not-authorized-for-resource")
 
 USER_FIELDS = ["username", "name", "public_metrics"]
+USER_CREDENTIALS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
 DM_EVENT_FIELDS = ["created_at", "sender_id", "dm_conversation_id", "text"]
 
 T = TypeVar("T")
@@ -158,6 +159,7 @@ class XChannel:
         if newest_id:
             new_cursor["since_id"] = newest_id
         if cursor.get("dms"):
+            self._require_user_auth("read direct messages")
             messages, newest_dm = await self._dms_since(cursor.get("dm_since_id"))
             items += messages
             if newest_dm:
@@ -191,12 +193,14 @@ class XChannel:
     async def reply_public(self, target: ReplyTarget, text: str) -> SentReply:
         """A reply tweet under ``target``."""
         self._check_length(text)
+        self._require_user_auth("post a reply")
         response = await self._call(self._client.create_tweet(
             text=text, in_reply_to_tweet_id=target.external_id, user_auth=True), writing=True)
         return SentReply(platform_id=str(response.data["id"]))
 
     async def reply_private(self, target: ReplyTarget, text: str) -> SentReply:
         """A direct message to the author of ``target``."""
+        self._require_user_auth("send a direct message")
         response = await self._call(self._client.create_direct_message(
             participant_id=target.author_id, text=text, user_auth=True), writing=True)
         return SentReply(platform_id=str(response.data["dm_event_id"]))
@@ -207,11 +211,18 @@ class XChannel:
     async def close(self) -> None:
         await self._session.close()
 
+    def _require_user_auth(self, what: str) -> None:
+        """OAuth 1.0a user context is needed to write and to read DMs; say so before tweepy fails."""
+        missing = [name for name in USER_CREDENTIALS if not self.config.credentials.get(name)]
+        if missing:
+            raise TokenInvalid(f"X needs OAuth 1.0a user credentials to {what}; "
+                               f"missing: {', '.join(missing)} (relais channels add x ...)")
+
     def _check_length(self, text: str) -> None:
         length = weighted_length(text)
         if length > MAX_WEIGHTED_LENGTH:
             raise ReplyRejected(f"This reply is too long for X: {length}/{MAX_WEIGHTED_LENGTH} "
-                                "(links count 23, emoji and most non-Latin characters 2).")
+                                "(links count 23, emoji and most non-Latin characters 2).", "too_long")
 
     def _item(self, tweet: dict[str, Any], users: dict[str, dict[str, Any]]) -> InboundItem:
         author_id = str(tweet.get("author_id", ""))
@@ -329,7 +340,7 @@ class XChannel:
             raise ReplyRejected(f"X rejected the request: {_detail(exc)}") from exc
         except tweepy.NotFound as exc:
             if writing:
-                raise ReplyRejected(f"X could not find it: {_detail(exc)}") from exc
+                raise ReplyRejected(f"X could not find it: {_detail(exc)}", "not_allowed") from exc
             raise Transient(f"X answered 404: {_detail(exc)}") from exc
         except tweepy.TwitterServerError as exc:
             raise Transient(f"X server error: {exc}") from exc
@@ -341,7 +352,9 @@ class XChannel:
     def _forbidden(self, exc: tweepy.Forbidden, problem: str, writing: bool) -> ChannelError:
         """403 on a reply is usually about that reply (duplicate, too long, not allowed)."""
         if writing and not any(kind in problem for kind in AUTH_PROBLEMS):
-            return ReplyRejected(f"X refused this reply: {_detail(exc)}")
+            detail = _detail(exc)
+            reason = "too_long" if "too long" in detail.lower() else "not_allowed"
+            return ReplyRejected(f"X refused this reply: {detail}", reason)
         return TokenInvalid(f"X forbids this for these credentials: {_detail(exc)}")
 
 

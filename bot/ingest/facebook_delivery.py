@@ -4,8 +4,9 @@ Pure parsing, no I/O. Understood:
 
 * ``object: page``, ``changes[].field == "feed"``: posts (item post, status,
   photo, video, share, link) and comments; ``verb`` add, edited/edit, remove,
-  hide, unhide becomes ``InboundItem.verb``. Reactions and likes are not items
-  and are skipped. Modern (``from{id,name}``, ``message``) and legacy
+  hide, unhide becomes ``InboundItem.verb``. Reactions and likes (``item``
+  reaction or like) are not items: they become :class:`Reaction` events, which
+  ``store_items`` counts on the post or comment they react to. Modern (``from{id,name}``, ``message``) and legacy
   (``sender_id``/``sender_name``, numeric ids) shapes; a bare numeric
   ``post_id`` becomes ``"{page-id}_{post-id}"``, as the Graph API names posts.
 * ``messaging[]``: Messenger messages become ``kind=message`` (echoes of what
@@ -25,6 +26,7 @@ shape is skipped with a warning, never raised.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -34,12 +36,24 @@ from bot.errors import InvalidDelivery
 log = logging.getLogger(__name__)
 
 POST_ITEMS = frozenset({"post", "status", "photo", "video", "share", "link"})
-SKIPPED_ITEMS = frozenset({"reaction", "like"})
+REACTION_ITEMS = frozenset({"reaction", "like"})
 VERBS = {"add": ChangeVerb.ADD, "edited": ChangeVerb.EDIT, "edit": ChangeVerb.EDIT,
          "update": ChangeVerb.EDIT, "remove": ChangeVerb.REMOVE, "delete": ChangeVerb.REMOVE,
          "hide": ChangeVerb.HIDE, "unhide": ChangeVerb.UNHIDE}
 PLATFORMS = {"page": Platform.FACEBOOK, "instagram": Platform.INSTAGRAM}
 Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Reaction(InboundItem):
+    """A reaction added, changed or removed on a post or comment: counted, never answered.
+
+    ``external_id`` names the object reacted to (the comment when there is one,
+    else the post); ``author`` is who reacted; ``verb`` is add, edit or remove;
+    ``reaction_type`` is like, love, haha, wow, sad, angry or care.
+    """
+
+    reaction_type: str = "like"
 
 
 def parse_delivery(body: object) -> list[InboundItem]:
@@ -90,12 +104,12 @@ def _parse_event(platform: Platform, entry: Json, field: object, value: object
 def _feed_item(platform: Platform, entry: Json, value: Json) -> InboundItem | None:
     page_id = str(_id(entry["id"]))
     kind_name = str(value.get("item", ""))
-    if kind_name in SKIPPED_ITEMS:
-        return None
     verb = VERBS.get(str(value.get("verb", "")))
     if verb is None:
         raise ValueError(f"unknown verb {value.get('verb')!r}")
     post_id = _post_id(page_id, value.get("post_id"))
+    if kind_name in REACTION_ITEMS:
+        return _reaction(platform, entry, value, page_id, post_id, verb)
     author = _author(value)
     is_own = author.id == page_id
     common = dict(platform=platform, channel_external_id=page_id, author=author,
@@ -122,6 +136,21 @@ def _feed_item(platform: Platform, entry: Json, value: Json) -> InboundItem | No
                            **common)  # type: ignore[arg-type]
     log.debug("ignoring feed item %r", kind_name)
     return None
+
+
+def _reaction(platform: Platform, entry: Json, value: Json, page_id: str, post_id: str | None,
+              verb: ChangeVerb) -> Reaction:
+    target = _id(value.get("comment_id")) or post_id
+    if target is None:
+        raise ValueError("a reaction without post_id or comment_id")
+    author = _author(value)
+    if not author.id:
+        raise ValueError("a reaction without its author: it could not be counted once")
+    kind = ItemKind.COMMENT if _id(value.get("comment_id")) else ItemKind.POST
+    return Reaction(platform=platform, external_id=target, kind=kind, channel_external_id=page_id,
+                    author=author, text="", created_time=_created(value.get("created_time"), entry),
+                    thread_external_id=post_id, verb=verb, is_brand_post=author.id == page_id,
+                    raw=value, reaction_type=str(value.get("reaction_type") or "like").lower())
 
 
 def _message_item(platform: Platform, entry: Json, event: Json) -> InboundItem | None:

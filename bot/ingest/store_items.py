@@ -11,16 +11,20 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain import ChangeVerb, InboundItem
+from bot.ingest.facebook_delivery import Reaction
 from bot.kpi import events
 from bot.pipeline import queue
 from bot.store.models import Channel, Item, utcnow
 
 log = logging.getLogger(__name__)
+
+#: platforms whose channels get webhooks: what a poll stores first there, a webhook missed.
+WEBHOOK_PLATFORMS = ("facebook", "instagram")
 
 #: statuses in which no expert has the item yet: an edit there is classified (and routed) again.
 #: Once an expert is notified, an edit only updates the text their reply page shows.
@@ -87,6 +91,32 @@ async def _apply_change(session: AsyncSession, item: InboundItem, result: Ingest
     result.updated.append(row.id)
 
 
+async def _count_reaction(session: AsyncSession, reaction: Reaction, result: IngestResult) -> None:
+    """Count a reaction on the stored object it reacts to, in its ``raw``.
+
+    ``raw["reactors"]`` maps each person to their current reaction, so a
+    redelivery or a changed reaction never counts twice; ``raw["reactions"]``
+    is the count per type. A reaction to an object not stored (yet) is dropped.
+    """
+    row = await session.scalar(
+        select(Item).where(Item.platform == reaction.platform.value, Item.external_id == reaction.external_id)
+        .with_for_update()
+    )
+    if row is None:
+        log.debug("reaction on %s, which is not stored: not counted", reaction.external_id)
+        return
+    reactors = dict((row.raw or {}).get("reactors") or {})
+    if reaction.verb is ChangeVerb.REMOVE:
+        reactors.pop(reaction.author.id, None)
+    else:
+        reactors[reaction.author.id] = reaction.reaction_type
+    counts: dict[str, int] = {}
+    for kind in reactors.values():
+        counts[kind] = counts.get(kind, 0) + 1
+    row.raw = {**(row.raw or {}), "reactors": reactors, "reactions": counts}  # a new dict: JSON is not mutable-tracked
+    result.updated.append(row.id)
+
+
 async def store_items(
     session: AsyncSession, channel: Channel | None, items: Iterable[InboundItem], *, source: str
 ) -> IngestResult:
@@ -99,6 +129,9 @@ async def store_items(
     insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
     result = IngestResult()
     for item in items:
+        if isinstance(item, Reaction):
+            await _count_reaction(session, item, result)
+            continue
         if item.verb is not ChangeVerb.ADD:
             await _apply_change(session, item, result)
             continue
@@ -117,9 +150,37 @@ async def store_items(
         result.new.append(item_id)
         if item.is_brand_post or source == "import":
             continue  # imported history is stored as it was, not answered again
-        stored = await session.get(Item, item_id)
-        assert stored is not None
-        lag = events.elapsed(item.created_time, stored.received_at)
-        await events.record(session, events.INGEST_LAG, stored, lag, stored.received_at)
+        if source in ("webhook", "poll"):  # a backfill of last week says nothing about ingest lag
+            stored = await session.get(Item, item_id)
+            assert stored is not None
+            lag = events.elapsed(item.created_time, stored.received_at)
+            await events.record(session, events.INGEST_LAG, stored, lag, stored.received_at)
         await queue.enqueue(session, "classify", {"item_id": item_id}, dedupe_key=f"classify:{item_id}")
     return result
+
+
+async def recovered_by_polling(session: AsyncSession) -> dict[int, int]:
+    """Per channel id, the items a poll stored first on a channel fed by webhooks.
+
+    Counted: customer items (not the Page's own posts) created after the
+    channel was connected, whose row says ``source = 'poll'`` (the first
+    writer wins, so a webhook arriving later does not change it). A figure
+    that grows means webhook deliveries are being lost. A webhook that arrives
+    after the poll that found the same item also counts (a race, rare with a
+    reconcile interval of minutes).
+    """
+    counts: dict[int, int] = {}
+    channels = (await session.execute(
+        select(Channel.id, Channel.created_at).where(Channel.platform.in_(WEBHOOK_PLATFORMS))
+    )).all()
+    for channel_id, connected_at in channels:
+        counts[int(channel_id)] = int(await session.scalar(
+            select(func.count()).select_from(Item).where(
+                Item.channel_id == channel_id,
+                Item.source == "poll",
+                Item.is_brand_post.is_(False),
+                # platform times are whole seconds
+                Item.created_time >= connected_at.replace(microsecond=0),
+            )
+        ) or 0)
+    return counts

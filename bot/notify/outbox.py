@@ -45,7 +45,7 @@ async def _queue_mail(
     settings = services.settings
     label = await latest_classification(session, item.id)
     parent = await thread_parent(session, item)
-    grandparent = await thread_parent(session, parent) if parent and parent.kind == "comment" else None
+    grandparent = await thread_parent(session, parent) if parent and parent.kind != "post" else None
     token = await links.create_link(session, settings.secret_key.reveal(), item.id, recipient.id, settings.reply_link_ttl_s)
     language = recipient.language if recipient.language in ("fr", "en") else "fr"
     channel = await session.get(Channel, item.channel_id) if item.channel_id else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,12 +16,17 @@ from classifiers import Context, Prediction
 
 log = logging.getLogger(__name__)
 
-#: below this confidence an item goes to the community manager's triage queue
+#: below this confidence an item goes to the community manager's triage queue; used for a
+#: label the model has no threshold for (a model trained before calibration has none)
 REVIEW_THRESHOLDS = {"complaint": 0.40, "product_feedback": 0.45, "ad_reaction": 0.45, "other": 0.45}
 
 
-def needs_review(prediction: Prediction) -> bool:
-    return prediction.confidence < REVIEW_THRESHOLDS.get(prediction.label, 0.5)
+def needs_review(prediction: Prediction, thresholds: Mapping[str, float] | None = None) -> bool:
+    """True when the confidence is under the model's own threshold for the label (chosen on
+    held-out data, ``Model.review_thresholds``), else under ``REVIEW_THRESHOLDS``."""
+    fallback = REVIEW_THRESHOLDS.get(prediction.label, 0.5)
+    limit = thresholds.get(prediction.label, fallback) if thresholds else fallback
+    return prediction.confidence < limit
 
 
 async def thread_parent(session: AsyncSession, item: Item) -> Item | None:
@@ -39,7 +45,7 @@ async def parent_is_ad(session: AsyncSession, item: Item) -> bool:
         return False
     if parent.is_ad:
         return True
-    root = await thread_parent(session, parent) if parent.kind == "comment" else None
+    root = await thread_parent(session, parent) if parent.kind != "post" else None  # a reply to a reply
     return bool(root and root.is_ad)
 
 
@@ -53,7 +59,7 @@ async def classify_item(services: Services, item_id: int) -> None:
         text = item.text
     loop = asyncio.get_running_loop()
     prediction = await loop.run_in_executor(None, services.model.predict_one, text, context)
-    review = needs_review(prediction)
+    review = needs_review(prediction, services.model.review_thresholds)
     async with services.sessions.begin() as session:
         item = await session.get(Item, item_id, with_for_update=True)
         if item is None or item.status != "new" or item.text != text:

@@ -7,6 +7,9 @@
         (the expert answers on the reply page)
         ─► respond ─► KPI events
 
+    beside it, once a day per Facebook Page / Instagram account:
+        token_check ─► (token dead or expiring) community-manager alert ─► send_email
+
 Each job kind maps to the plain async function that does the stage's work.
 """
 
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.ingest.poller import poll_channel
+from bot.ingest.poller import poll_channel, token_check
 from bot.ingest.webhooks import ingest_delivery
 from bot.notify.outbox import notify_expert, send_email, sla_check
 from bot.pipeline.classify import classify_item
@@ -30,6 +33,9 @@ def handlers(services: Services) -> dict[str, Handler]:
 
     async def poll(p: dict[str, Any]) -> None:
         await poll_channel(services, p["channel_id"])
+
+    async def check_token(p: dict[str, Any]) -> None:
+        await token_check(services, p["channel_id"])
 
     async def classify(p: dict[str, Any]) -> None:
         await classify_item(services, p["item_id"])
@@ -52,6 +58,7 @@ def handlers(services: Services) -> dict[str, Handler]:
     return {
         "ingest_delivery": ingest,
         "poll_channel": poll,
+        "token_check": check_token,
         "classify": classify,
         "route": route,
         "notify": notify,

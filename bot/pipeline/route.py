@@ -1,22 +1,27 @@
 """Routing: which expert answers an item, how, and by when. A plain function.
 
-The stage that stores the decision is :func:`route_item` below.
+:func:`route` tries the rules of a :class:`RuleSet` in order against
+:class:`RoutingFacts`. Each rule's conditions are compiled once per RuleSet
+(:func:`compile_condition`) into one function that returns None (the rule
+holds) or the reason it does not, so the trace says why each rule was skipped.
+The text is folded, and each keyword looked for, once per call. The stage that
+stores the decision (and picks a team member, :mod:`bot.pipeline.teams`) is
+:func:`route_item` below.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-
-from sqlalchemy import select
+from datetime import UTC, datetime, timedelta
 
 from bot.domain import RouteDecision
 from bot.kpi import events
 from bot.pipeline import queue
 from bot.pipeline.classify import parent_is_ad
-from bot.pipeline.rules import Condition, Rule, RuleSet, fold
+from bot.pipeline.rules import DAYS, Condition, Hours, Rule, RuleSet, fold
 from bot.services import Services
-from bot.store.models import Assignment, Expert, Item, utcnow
+from bot.store.models import Assignment, Channel, Item, utcnow
 from bot.store.queries import latest_classification
 
 
@@ -32,27 +37,247 @@ class RoutingFacts:
     kind: str
     parent_is_ad: bool
     text: str
+    author_id: str = ""
+    author_handle: str = ""
+    author_followers: int | None = None
+    channel: str = ""  # the channel's external id (Page id, X account id)
+    parent_id: str = ""  # the external id of the post or comment it answers
+    thread_id: str = ""  # the external id of its thread's root post
+    created_time: datetime | None = None  # the platform's post time
+    now: datetime | None = None  # the routing time (None: the clock, when a rule needs it)
+
+
+class _Ctx:
+    """One route() call: the facts, and what is derived from them only when a rule needs it."""
+
+    __slots__ = ("_folded", "_now", "_present", "facts", "keywords")
+
+    def __init__(self, facts: RoutingFacts, keywords: tuple[str, ...], folded: str | None = None) -> None:
+        self.facts = facts
+        self.keywords = keywords  # every keyword of the rules being tried
+        self._folded = folded
+        self._now: datetime | None = facts.now
+        self._present: frozenset[str] | None = None
+
+    @property
+    def present(self) -> frozenset[str]:
+        """The keywords found in the text, each looked for once per call whatever the number of rules."""
+        if self._present is None:
+            folded = self.folded
+            self._present = frozenset(k for k in self.keywords if k in folded)
+        return self._present
+
+    @property
+    def folded(self) -> str:
+        if self._folded is None:
+            self._folded = fold(self.facts.text)
+        return self._folded
+
+    @property
+    def now(self) -> datetime:
+        if self._now is None:
+            self._now = datetime.now(UTC)
+        return self._now
+
+
+Check = Callable[[_Ctx], str | None]
+
+
+def _in_hours(hours: Hours, moment: datetime) -> bool:
+    local = moment.astimezone(hours.zone)
+    clock, day = local.time(), local.weekday()
+    if hours.start < hours.end:
+        return day in hours.days and hours.start <= clock < hours.end
+    # past midnight: the evening of a listed day, or the early hours of the day after one
+    return (day in hours.days and clock >= hours.start) or ((day - 1) % 7 in hours.days and clock < hours.end)
+
+
+def _age(ctx: _Ctx) -> float | None:
+    created = ctx.facts.created_time
+    return None if created is None else (ctx.now - created).total_seconds()
+
+
+def _leaves(when: Condition) -> list[Check | tuple[str, object]]:
+    """One step per condition set in ``when``, cheapest first: a closure, or for the
+    simple ones a line of Python and the value it names (see :func:`compile_condition`)."""
+    checks: list[Check | tuple[str, object]] = []
+    for attr, values in (
+        ("category", when.categories), ("language", when.languages),
+        ("platform", when.platforms), ("kind", when.kinds),
+    ):
+        if values is not None:
+            checks.append((f"if f.{attr} not in {{v}}: return '{attr} is ' + f.{attr}", values))
+    if when.pages is not None:
+        checks.append(("if f.channel not in {v}: return 'page is ' + (f.channel or 'unknown')", when.pages))
+    if when.min_confidence is not None:
+        low = when.min_confidence
+        checks.append((f"if f.confidence < {low!r}: return f'confidence {{{{f.confidence:.2f}}}} < {low!r}'", None))
+    if when.max_confidence is not None:
+        high = when.max_confidence
+        checks.append((f"if f.confidence > {high!r}: return f'confidence {{{{f.confidence:.2f}}}} > {high!r}'", None))
+    if when.parent_is_ad is not None:
+        checks.append(
+            ("if f.parent_is_ad != {v}: return 'parent is an ad' if f.parent_is_ad else 'parent is not an ad'", when.parent_is_ad)
+        )
+    if when.campaigns is not None:
+        checks.append(("if f.parent_id not in {v} and f.thread_id not in {v}: return 'not under a listed campaign'", when.campaigns))
+    if when.min_followers is not None:
+        least = when.min_followers
+
+        def followers(ctx: _Ctx) -> str | None:
+            n = ctx.facts.author_followers
+            if n is None:
+                return "followers unknown" if least > 0 else None
+            return None if n >= least else f"{n} followers < {least}"
+
+        checks.append(followers)
+    if when.vip is not None:
+        vip = when.vip
+
+        def is_vip(ctx: _Ctx) -> str | None:
+            f = ctx.facts
+            if fold(f.author_id) in vip or (f.author_handle and fold(f.author_handle).lstrip("@") in vip):
+                return None
+            return "author is not a VIP"
+
+        checks.append(is_vip)
+    if when.min_age is not None or when.max_age is not None:
+        oldest, youngest = when.max_age, when.min_age
+
+        def age(ctx: _Ctx) -> str | None:
+            seconds = _age(ctx)
+            if seconds is None:
+                return "age unknown"
+            if youngest is not None and seconds < youngest:
+                return f"age {int(seconds)}s < {youngest}s"
+            if oldest is not None and seconds > oldest:
+                return f"age {int(seconds)}s > {oldest}s"
+            return None
+
+        checks.append(age)
+    if when.hours is not None:
+        hours = when.hours
+
+        def within(ctx: _Ctx) -> str | None:
+            if _in_hours(hours, ctx.now):
+                return None
+            local = ctx.now.astimezone(hours.zone)
+            return f"outside hours ({DAYS[local.weekday()]} {local:%H:%M} {hours.timezone})"
+
+        checks.append(within)
+    if when.keywords:
+        checks.append(("if {v}.isdisjoint(ctx.present): return 'no keyword found'", frozenset(when.keywords)))
+    if when.regex:
+        patterns = when.regex
+
+        def has_match(ctx: _Ctx) -> str | None:
+            folded = ctx.folded
+            for pattern in patterns:
+                if pattern.search(folded):
+                    return None
+            return "no regex match"
+
+        checks.append(has_match)
+    for sub in when.all_of:
+        checks.append(compile_condition(sub))
+    if when.any_of:
+        options = [compile_condition(sub) for sub in when.any_of]
+
+        def any_of(ctx: _Ctx) -> str | None:
+            reasons = []
+            for option in options:
+                why = option(ctx)
+                if why is None:
+                    return None
+                reasons.append(why)
+            return "none of any: " + "; ".join(reasons)
+
+        checks.append(any_of)
+    for sub in when.none_of:
+        checks.append(_negation(compile_condition(sub), _describe(sub)))
+    return checks
+
+
+def _negation(excluded: Check, label: str) -> Check:
+    def check(ctx: _Ctx) -> str | None:
+        return None if excluded(ctx) is not None else f"not: {label} holds"
+
+    return check
+
+
+def _describe(when: Condition) -> str:
+    """A short name for a condition in the trace: the fields it sets."""
+    names = {
+        "categories": "category", "languages": "language", "platforms": "platform", "kinds": "kind",
+        "pages": "page", "min_confidence": "min_confidence", "max_confidence": "max_confidence",
+        "parent_is_ad": "parent_is_ad", "campaigns": "campaign", "min_followers": "min_followers", "vip": "vip",
+        "min_age": "min_age", "max_age": "max_age", "hours": "hours", "keywords": "keywords",
+        "regex": "regex", "all_of": "all", "any_of": "any", "none_of": "not",
+    }
+    empty = Condition()
+    parts = [label for attr, label in names.items() if getattr(when, attr) != getattr(empty, attr)]
+    return "(" + ", ".join(parts) + ")" if parts else "(everything)"
+
+
+def compile_condition(when: Condition) -> Check:
+    """``when`` as one function: None when it holds, else the first reason it does not.
+
+    The simple conditions become lines of one generated function (as dataclasses and
+    namedtuple generate theirs), so a rule costs one call however many it sets. Sets and
+    callables are passed as names; only the confidence bounds, floats checked by the
+    loader, are written into the source (as their repr)."""
+    lines = ["def check(ctx):", "    f = ctx.facts"]
+    names: dict[str, object] = {}
+    for n, step in enumerate(_leaves(when)):
+        name = f"v{n}"
+        if isinstance(step, tuple):
+            line, names[name] = step
+            lines.append("    " + line.format(v=name))
+        else:
+            names[name] = step
+            lines += [f"    why = {name}(ctx)", "    if why is not None: return why"]
+    lines.append("    return None")
+    exec("\n".join(lines), names)  # noqa: S102 - our own source, built above from constant snippets
+    return names["check"]  # type: ignore[return-value]
+
+
+def _keywords(when: Condition) -> set[str]:
+    found = set(when.keywords)
+    for sub in (*when.all_of, *when.any_of, *when.none_of):
+        found |= _keywords(sub)
+    return found
+
+
+_Plan = tuple[tuple[tuple[Rule, Check | None, str, str], ...], tuple[str, ...]]
+
+
+def _plan(rules: RuleSet) -> _Plan:
+    """Per rule: its compiled check (None for the default) and trace prefixes; and every
+    keyword of the file. Built on first use and kept on the RuleSet."""
+    plan = rules.cache.get("plan")
+    if plan is None:
+        steps = tuple(
+            (rule, None if rule.is_default else compile_condition(rule.when), f"{rule.name}: no (", f"{rule.name}: matched")
+            for rule in rules.rules
+        )
+        keywords: set[str] = set()
+        for rule in rules.rules:
+            keywords |= _keywords(rule.when)
+        plan = rules.cache["plan"] = (steps, tuple(sorted(keywords)))
+    return plan  # type: ignore[no-any-return]
+
+
+_COMPILED: dict[int, tuple[Condition, Check, tuple[str, ...]]] = {}
 
 
 def _mismatch(when: Condition, facts: RoutingFacts, folded_text: str) -> str | None:
-    """Why ``when`` does not hold for ``facts``, or None when it does."""
-    if when.categories is not None and facts.category not in when.categories:
-        return f"category is {facts.category}"
-    if when.languages is not None and facts.language not in when.languages:
-        return f"language is {facts.language}"
-    if when.platforms is not None and facts.platform not in when.platforms:
-        return f"platform is {facts.platform}"
-    if when.kinds is not None and facts.kind not in when.kinds:
-        return f"kind is {facts.kind}"
-    if when.min_confidence is not None and facts.confidence < when.min_confidence:
-        return f"confidence {facts.confidence:.2f} < {when.min_confidence}"
-    if when.max_confidence is not None and facts.confidence > when.max_confidence:
-        return f"confidence {facts.confidence:.2f} > {when.max_confidence}"
-    if when.parent_is_ad is not None and facts.parent_is_ad != when.parent_is_ad:
-        return "parent is an ad" if facts.parent_is_ad else "parent is not an ad"
-    if when.keywords and not any(k in folded_text for k in when.keywords):
-        return "no keyword found"
-    return None
+    """Why ``when`` does not hold for ``facts``, or None when it does (compiled once per condition)."""
+    entry = _COMPILED.get(id(when))
+    if entry is None or entry[0] is not when:
+        if len(_COMPILED) > 10_000:
+            _COMPILED.clear()
+        entry = _COMPILED[id(when)] = (when, compile_condition(when), tuple(_keywords(when)))
+    return entry[1](_Ctx(facts, entry[2], folded_text))
 
 
 def _decision(rule: Rule, rules: RuleSet, trace: list[str], *, triage: bool = False) -> RouteDecision:
@@ -67,23 +292,55 @@ def _decision(rule: Rule, rules: RuleSet, trace: list[str], *, triage: bool = Fa
 
 
 def route(facts: RoutingFacts, rules: RuleSet) -> RouteDecision:
-    """First matching rule wins; an item that needs review goes to triage."""
+    """First matching rule wins; an item that needs review goes to triage.
+
+    A rule that assigns a team gives ``expert_email=None``: the stage
+    (:func:`route_item`) picks the member, see :mod:`bot.pipeline.teams`."""
     default = rules.rules[-1]
     if facts.needs_review:
         return _decision(default, rules, [f"needs review (confidence {facts.confidence:.2f}): triage queue"], triage=True)
-    folded = fold(facts.text)
+    steps, keywords = _plan(rules)
+    ctx = _Ctx(facts, keywords)
     trace: list[str] = []
-    for rule in rules.rules:
-        why_not = None if rule.is_default else _mismatch(rule.when, facts, folded)
-        if why_not is None:
-            trace.append(f"{rule.name}: matched")
+    append = trace.append
+    for rule, check, no, matched in steps:
+        if check is None:
+            append(matched)
             return _decision(rule, rules, trace)
-        trace.append(f"{rule.name}: no ({why_not})")
+        why = check(ctx)
+        if why is None:
+            append(matched)
+            return _decision(rule, rules, trace)
+        append(f"{no}{why})")
     raise AssertionError("the last rule is the default and always matches")  # parse_rules ensures it
+
+
+def facts_of(item: Item, category: str, confidence: float, *, needs_review: bool, is_reply_to_ad: bool, channel: str, now: datetime) -> RoutingFacts:
+    """The routing facts of a stored item (the route stage and the replay use the same)."""
+    return RoutingFacts(
+        category=category,
+        confidence=confidence,
+        needs_review=needs_review,
+        language=item.language or "other",
+        platform=item.platform,
+        kind=item.kind,
+        parent_is_ad=is_reply_to_ad,
+        text=item.text,
+        author_id=item.author_id or "",
+        author_handle=item.author_handle or "",
+        author_followers=item.author_followers,
+        channel=channel,
+        parent_id=item.parent_external_id or "",
+        thread_id=item.thread_external_id or "",
+        created_time=item.created_time,
+        now=now,
+    )
 
 
 async def route_item(services: Services, item_id: int) -> None:
     """Store the routing decision for a classified item and queue the expert's email."""
+    from bot.pipeline.teams import pick
+
     async with services.sessions.begin() as session:
         item = await session.get(Item, item_id, with_for_update=True)
         if item is None or item.status not in ("classified", "needs_review"):
@@ -91,21 +348,24 @@ async def route_item(services: Services, item_id: int) -> None:
         label = await latest_classification(session, item.id)
         if label is None:
             return
-        facts = RoutingFacts(
-            category=label.label,
-            confidence=label.confidence,
+        channel = await session.get(Channel, item.channel_id) if item.channel_id else None
+        now = utcnow()
+        facts = facts_of(
+            item,
+            label.label,
+            label.confidence,
             needs_review=item.status == "needs_review",
-            language=item.language or "other",
-            platform=item.platform,
-            kind=item.kind,
-            parent_is_ad=await parent_is_ad(session, item),
-            text=item.text,
+            is_reply_to_ad=await parent_is_ad(session, item),
+            channel=channel.external_id if channel else "",
+            now=now,
         )
         decision = route(facts, services.rules)
+        trace = list(decision.trace)
         expert = None
-        if decision.expert_email:
-            expert = await session.scalar(select(Expert).where(Expert.email == decision.expert_email))
-        now = utcnow()
+        if not facts.needs_review:
+            rule = next(r for r in services.rules.rules if r.name == decision.rule_name)
+            expert, why = await pick(session, services.rules, rule, now, services.settings.timezone)
+            trace += why
         assignment = Assignment(
             item_id=item.id,
             expert_id=expert.id if expert else None,
@@ -113,7 +373,7 @@ async def route_item(services: Services, item_id: int) -> None:
             rules_version=decision.rules_version,
             reply_mode=decision.reply_mode.value,
             sla_due=item.created_time + timedelta(seconds=decision.sla_seconds),
-            trace=list(decision.trace),
+            trace=trace,
             assigned_at=now,
         )
         session.add(assignment)
@@ -129,5 +389,5 @@ async def route_item(services: Services, item_id: int) -> None:
     services.wake()
     services.announce(
         "item.routed",
-        {"item_id": item_id, "rule": decision.rule_name, "expert": decision.expert_email or "triage"},
+        {"item_id": item_id, "rule": decision.rule_name, "expert": expert.email if expert else "triage"},
     )

@@ -254,3 +254,63 @@ async def test_missing_permission_while_reading_needs_a_person(
         assert fake.requests == [f"GET /v22.0/{PAGE}/feed"]
     finally:
         await channel.close()
+
+
+# --- moderation, likes, token checks ------------------------------------------------------
+
+
+async def test_hide_and_unhide_a_comment(fake: FakeGraphAPI, channel: FacebookChannel) -> None:
+    post = fake.publish_post(PAGE, "News")
+    comment = fake.user_comment(post, "Troll", "spam spam")
+    target = ReplyTarget(comment, ItemKind.COMMENT, "x", post, post)
+    await channel.hide(target, True)
+    assert fake.comments[comment]["is_hidden"] is True
+    assert f"POST /v21.0/{comment}" in fake.requests
+    await channel.hide(target, False)
+    assert fake.comments[comment]["is_hidden"] is False
+    with pytest.raises(ReplyRejected, match="Only comments"):
+        await channel.hide(ReplyTarget(post, ItemKind.POST, "x"), True)
+
+
+async def test_like_a_comment_as_the_page(fake: FakeGraphAPI, channel: FacebookChannel) -> None:
+    post = fake.publish_post(PAGE, "News")
+    comment = fake.user_comment(post, "Ann", "Merci !")
+    await channel.like(ReplyTarget(comment, ItemKind.COMMENT, "x", post, post))
+    assert fake.likes == [(PAGE, comment)]
+    assert f"POST /v21.0/{comment}/likes" in fake.requests
+    other = fake.publish_post("2002", "Not ours")
+    with pytest.raises(ReplyRejected):
+        await channel.like(ReplyTarget(other, ItemKind.POST, "2002"))
+
+
+async def test_check_token_reads_debug_token(fake: FakeGraphAPI, channel: FacebookChannel) -> None:
+    status = await channel.check_token()
+    assert status.valid and status.expires_at is None  # a long-lived Page token
+    assert "pages_manage_engagement" in status.scopes
+    fake.set_token_expiry(PAGE, NOW + timedelta(days=5))
+    status = await channel.check_token()
+    assert status.valid and status.expires_at == NOW + timedelta(days=5)
+    assert fake.requests[-1] == "GET /v21.0/debug_token"
+    fake.set_token_expiry(PAGE, NOW - timedelta(seconds=1))
+    with pytest.raises(TokenInvalid, match="190/463"):
+        await channel.check_token()
+    fake.set_token_expiry(PAGE, None)
+    fake.revoke_token(PAGE)
+    with pytest.raises(TokenInvalid):
+        await channel.check_token()
+
+
+async def test_a_comment_under_an_older_post_is_found_by_the_next_poll(
+        fake: FakeGraphAPI, channel: FacebookChannel) -> None:
+    """The reconcile poll reads the comments of recent posts, not only of posts newer than
+    the cursor: that is how a comment whose webhook was lost is recovered."""
+    now = datetime.now(timezone.utc)
+    fake.now = lambda: now
+    old_post = fake.user_post(PAGE, "Ann", "Question d'hier", created_time=now - timedelta(hours=20))
+    newer = fake.user_post(PAGE, "Cy", "Question du matin", created_time=now - timedelta(hours=1))
+    first = await channel.fetch_new({})
+    assert [i.external_id for i in first.items] == [newer, old_post]
+    late = fake.user_comment(old_post, "Bob", "Moi aussi", now)
+    second = await channel.fetch_new(first.cursor)  # the cursor is past old_post
+    assert [i.external_id for i in second.items] == [newer, late]  # newer: the boundary second
+    assert second.cursor == {"since": int(now.timestamp())}

@@ -110,14 +110,15 @@ async def test_reply_threading_and_own_tweets(fake: FakeXAPI, channel: XChannel)
 
 async def test_too_long_reply_is_rejected_before_any_request(
         fake: FakeXAPI, channel: XChannel) -> None:
-    with pytest.raises(ReplyRejected, match="290/280"):
+    with pytest.raises(ReplyRejected, match="290/280") as caught:
         await channel.reply_public(ReplyTarget("1", ItemKind.MENTION, "2"), "日" * 145)
-    assert fake.requests == []
+    assert fake.requests == [] and caught.value.reason == "too_long"
 
 
 async def test_platform_refusal_is_reply_rejected(fake: FakeXAPI, channel: XChannel) -> None:
-    with pytest.raises(ReplyRejected, match="deleted or not visible"):
+    with pytest.raises(ReplyRejected, match="deleted or not visible") as caught:
         await channel.reply_public(ReplyTarget("42", ItemKind.MENTION, "2"), "hi")
+    assert caught.value.reason == "not_allowed"
 
 
 async def test_dm_reply(fake: FakeXAPI, channel: XChannel) -> None:

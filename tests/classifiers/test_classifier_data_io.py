@@ -52,3 +52,24 @@ def test_shipped_seed_is_bilingual(seed_examples: list[Example]) -> None:
         "ad_reaction",
         "other",
     }
+
+
+def test_read_labelled_detects_the_acl2019_layout(tmp_path: Path) -> None:
+    from classifiers.data_io import read_labelled
+
+    path = tmp_path / "complaints.csv"
+    path.write_text('123,"@Help my order, again late",1,retail\n456,nice day,0,random_tweet\n')
+    examples, domains = read_labelled(path)
+    assert examples == [
+        Example("@Help my order, again late", "complaint", "", Context("x", "mention")),
+        Example("nice day", "not_complaint", "", Context("x", "mention")),
+    ]
+    assert domains == ["retail", "random_tweet"]
+    header = tmp_path / "eval.csv"
+    header.write_text(HEADER + "Colis perdu,complaint,fr,facebook,comment,0\n")
+    examples, domains = read_labelled(header)
+    assert [e.label for e in examples] == ["complaint"] and domains == [""]
+    broken = tmp_path / "broken.csv"
+    broken.write_text('1,"ok",1,retail\n2,"missing domain",0\n')
+    with pytest.raises(ValueError, match="broken.csv:2"):
+        read_labelled(broken)

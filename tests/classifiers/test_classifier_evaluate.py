@@ -37,3 +37,16 @@ def test_cross_validate_binary(mini_examples: list[Example]) -> None:
     mean = cross_validate(mini_examples, folds=3, binary="complaint")
     assert mean == pytest.approx(sum(scores) / 3)
     assert 0.5 < mean <= 1.0
+
+
+def test_evaluate_binary_collapses_truth_and_predictions(seed_model: Model) -> None:
+    examples = [
+        Example("Colis jamais reçu, remboursez-moi", "complaint"),
+        Example("My order arrived broken, nobody answers", "complaint"),
+        Example("Are you open on Sunday?", "not_complaint"),
+        Example("Love this ad lol", "not_complaint"),
+    ]
+    report = evaluate(seed_model, examples, binary="complaint")
+    assert report["confusion"]["labels"] == ["complaint", "not_complaint"]
+    assert report["per_class"]["complaint"]["support"] == 2
+    assert report["accuracy"] == 1.0

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from classifiers import LABELS, ArtifactIntegrityError, Context, Example, Model, train
+from classifiers.calibration import softmax
 from classifiers.errors import IncompatibleArtifactError
 
 
@@ -116,3 +118,16 @@ def test_seed_model_beats_08_macro_f1_on_held_out_split(seed_model: Model) -> No
     metrics = seed_model.metadata["metrics"]
     assert metrics["n"] >= 0.15 * seed_model.metadata["n_examples"]
     assert metrics["macro_f1"] > 0.8, metrics
+
+
+def test_an_older_model_without_calibration_still_loads(mini_model: Model, tmp_path: Path) -> None:
+    artifact = mini_model.save(tmp_path)
+    meta_path = artifact.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    for key in ("temperature", "review_thresholds"):
+        meta.pop(key)
+    meta_path.write_text(json.dumps(meta))
+    older = Model.load(artifact)
+    assert older.review_thresholds is None and older.temperature == 1.0
+    texts = ["Colis jamais reçu!!", "love the new ad"]
+    assert np.allclose(older.predict_proba(texts), softmax(older.reference_logits(texts)))

@@ -1,4 +1,4 @@
-"""parse_delivery on the real sample payloads and on hostile shapes."""
+"""parse_delivery on the real sample payloads and on hostile shapes; reactions counted through the webhook endpoint."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from bot.domain import ChangeVerb, ItemKind, Platform
 from bot.errors import InvalidDelivery
-from bot.ingest.facebook_delivery import parse_delivery
+from bot.ingest.facebook_delivery import Reaction, parse_delivery
+from bot.store.models import Item, Job
 from tests.conftest import shared_dir
-
+from tests.ingest.test_webhooks import PAGE_ID, Hook, delivery, hook  # noqa: F401 (hook: fixture)
 
 SAMPLES = shared_dir() / "samples" / "facebook"
 
@@ -112,9 +114,20 @@ def test_verbs(verb: str, expected: ChangeVerb) -> None:
     assert item.created_time == utc(1_700_000_000)  # entry time in milliseconds
 
 
-def test_reactions_are_not_items() -> None:
-    assert parse_delivery(change({"item": "reaction", "verb": "add", "post_id": "123_9",
-                                  "reaction_type": "like", "from": {"id": "5"}})) == []
+def test_reactions_are_reaction_events_not_items() -> None:
+    [on_post] = parse_delivery(change({"item": "reaction", "verb": "add", "post_id": "123_9",
+                                       "reaction_type": "LOVE", "from": {"id": "5"}}))
+    assert isinstance(on_post, Reaction)
+    assert (on_post.external_id, on_post.kind, on_post.reaction_type) == ("123_9", ItemKind.POST, "love")
+    [on_comment] = parse_delivery(change({"item": "reaction", "verb": "remove", "post_id": "123_9",
+                                          "comment_id": "9_4", "parent_id": "123_9",
+                                          "reaction_type": "haha", "from": {"id": "6"}}))
+    assert on_comment.external_id == "9_4" and on_comment.verb is ChangeVerb.REMOVE
+    [legacy] = parse_delivery(change({"item": "like", "verb": "add", "post_id": 9, "sender_id": 7}))
+    assert isinstance(legacy, Reaction) and legacy.external_id == "123_9"
+    assert legacy.reaction_type == "like" and legacy.author.id == "7"
+    # without its author a reaction cannot be counted once: skipped, not raised
+    assert parse_delivery(change({"item": "reaction", "verb": "add", "post_id": "123_9"})) == []
 
 
 def test_brand_ad_post() -> None:
@@ -153,3 +166,41 @@ def test_weird_shapes_are_skipped_with_an_escaped_warning(caplog: pytest.LogCapt
 
 def test_object_we_do_not_follow() -> None:
     assert parse_delivery({"object": "user", "entry": [{"id": "1"}]}) == []
+
+
+# --- through the real webhook endpoint and the ingest stage ------------------------------
+
+
+
+def reaction(who: int, verb: str = "add", kind: str = "like", post: str = f"{PAGE_ID}_2001",
+             comment_id: str | None = None) -> dict[str, Any]:
+    value = {"item": "reaction", "verb": verb, "post_id": post, "reaction_type": kind,
+             "from": {"id": str(who), "name": f"Fan {who}"}, "created_time": 1_717_000_100}
+    if comment_id:
+        value.update(comment_id=comment_id, parent_id=post)
+    return {"field": "feed", "value": value}
+
+
+async def test_reactions_are_counted_on_their_post_not_queued(hook: Hook) -> None:  # noqa: F811
+    post = {"field": "feed", "value": {"item": "status", "verb": "add", "post_id": f"{PAGE_ID}_2001",
+                                       "from": {"id": "41", "name": "Ann"}, "message": "Le pain ?",
+                                       "created_time": 1_717_000_000}}
+    assert (await hook.post(delivery(post)))[0] == 200
+    await hook.process_deliveries()
+    jobs_before = await hook.count(Job)
+    batch = delivery(reaction(1), reaction(2, kind="love"), reaction(3, kind="angry"),
+                     reaction(3, verb="edit", kind="haha"), reaction(2, verb="remove", kind="love"),
+                     reaction(4, post=f"{PAGE_ID}_404"))  # a post we do not have: dropped
+    assert (await hook.post(batch))[0] == 200
+    assert (await hook.post(batch))[0] == 200  # Meta redelivers: counted once
+    await hook.process_deliveries()
+    async with hook.services.sessions() as session:
+        items = (await session.scalars(select(Item))).all()
+    [stored] = items  # reactions are never items
+    assert stored.raw["reactions"] == {"like": 1, "haha": 1}
+    assert stored.raw["reactors"] == {"1": "like", "3": "haha"}
+    assert stored.raw["message"] == "Le pain ?"  # the post's own payload is kept
+    assert stored.status == "new"
+    # only the two ingest_delivery jobs: nothing classified or routed because of a reaction
+    assert await hook.count(Job) == jobs_before + 2
+    assert await hook.count(Job, Job.kind == "classify") == 1

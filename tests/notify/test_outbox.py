@@ -139,7 +139,7 @@ async def test_no_reminder_once_the_item_is_answered(stack: tuple[Services, Work
     catcher = MailCatcher()
     await catcher.start(port=port)
     try:
-        item_id = await _ingest(services, "Le pain était froid ce matin")
+        item_id = await _ingest(services, "Le pain était froid et rassis ce matin, très déçue, je veux un remboursement 😡")
         await worker.drain()
         async with services.sessions.begin() as session:
             item = await session.get(Item, item_id)

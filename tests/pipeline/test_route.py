@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -223,3 +224,157 @@ def test_shipped_rules_route_the_demo_categories() -> None:
         assert decision.rule_name in {r.name for r in shipped.rules}
         assert decision.expert_email is None or decision.expert_email in shipped.experts
     assert route(facts(category="other"), shipped).rule_name == shipped.rules[-1].name
+
+
+# --- combinations and the newer conditions ------------------------------------------------
+
+COMBOS = """\
+version: 1
+experts:
+  - {name: Chloé, email: chloe@example.com}
+  - {name: Hugo, email: hugo@example.com}
+rules:
+  - name: urgent
+    when:
+      any:
+        - keywords: [intoxication]
+        - regex: '\\b(rembours\\w*|avocat)\\b'
+        - all:
+            - category: complaint
+            - min_followers: 10000
+    assign: chloe@example.com
+  - name: vip or page
+    when:
+      any:
+        - vip: ["@MarieT", "123456"]
+        - page: 104857
+      not:
+        category: [other, ad_reaction]
+    assign: hugo@example.com
+  - name: fresh complaints in office hours
+    when:
+      category: complaint
+      max_age: 1h
+      hours: {days: [mon, tue, wed, thu, fri], from: "09:00", to: "17:00", timezone: America/Montreal}
+    assign: chloe@example.com
+  - name: old ones
+    when:
+      min_age: 2d
+    assign: hugo@example.com
+  - name: night shift
+    when:
+      hours: {days: [fri], from: "22:00", to: "06:00", timezone: Europe/Paris}
+    assign: hugo@example.com
+  - {name: rest, default: true}
+"""
+
+# Thursday 3 December 2026, 10:00 in Montréal (15:00 UTC)
+THURSDAY_10H = datetime(2026, 12, 3, 15, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def combos() -> RuleSet:
+    return parse_rules(COMBOS, "combos.yaml")
+
+
+def at(moment: datetime, age: timedelta = timedelta(minutes=5), **changes: object) -> RoutingFacts:
+    return facts(now=moment, created_time=moment - age, **changes)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Intoxication après le brunch", "Je veux être REMBOURSÉ", "remboursement svp", "mon avocat vous écrira"],
+)
+def test_any_of_keywords_or_regex(combos: RuleSet, text: str) -> None:
+    assert route(at(THURSDAY_10H, text=text, category="other"), combos).rule_name == "urgent"
+
+
+def test_regex_is_case_and_accent_insensitive_and_respects_word_boundaries(combos: RuleSet) -> None:
+    assert route(at(THURSDAY_10H, text="Déjà REMBOURSÉE", category="other"), combos).rule_name == "urgent"
+    # "avocats" is not the word "avocat"; no other branch holds
+    decision = route(at(THURSDAY_10H, text="des avocats frais", category="other"), combos)
+    assert decision.rule_name == "rest"
+    assert decision.trace[0].startswith("urgent: no (none of any: no keyword found; no regex match; ")
+
+
+def test_nested_all_inside_any_with_followers(combos: RuleSet) -> None:
+    big = at(THURSDAY_10H, category="complaint", author_followers=25_000)
+    assert route(big, combos).rule_name == "urgent"
+    small = route(at(THURSDAY_10H, category="complaint", author_followers=50), combos)
+    assert small.rule_name != "urgent"
+    assert "50 followers < 10000" in small.trace[0]
+    unknown = route(at(THURSDAY_10H, category="complaint", author_followers=None), combos)
+    assert "followers unknown" in unknown.trace[0]
+
+
+@pytest.mark.parametrize(("author_id", "handle"), [("999", "mariet"), ("999", "@marieT"), ("123456", "")])
+def test_vip_by_handle_or_id(combos: RuleSet, author_id: str, handle: str) -> None:
+    decision = route(at(THURSDAY_10H, category="product_feedback", author_id=author_id, author_handle=handle), combos)
+    assert decision.rule_name == "vip or page"
+
+
+def test_page_by_channel_external_id(combos: RuleSet) -> None:
+    assert route(at(THURSDAY_10H, category="product_feedback", channel="104857"), combos).rule_name == "vip or page"
+    other_page = route(at(THURSDAY_10H, category="product_feedback", channel="555"), combos)
+    assert other_page.rule_name == "rest"
+    assert "vip or page: no (none of any: author is not a VIP; page is 555)" in other_page.trace
+
+
+def test_not_excludes_and_says_why(combos: RuleSet) -> None:
+    decision = route(at(THURSDAY_10H, category="other", author_handle="mariet"), combos)
+    assert decision.rule_name == "rest"
+    assert "vip or page: no (not: (category) holds)" in decision.trace
+
+
+def test_business_hours_in_the_rule_time_zone(combos: RuleSet) -> None:
+    assert route(at(THURSDAY_10H, category="complaint"), combos).rule_name == "fresh complaints in office hours"
+    evening = THURSDAY_10H + timedelta(hours=8)  # 18:00 in Montréal
+    decision = route(at(evening, category="complaint"), combos)
+    assert decision.rule_name == "rest"
+    assert "fresh complaints in office hours: no (outside hours (fri 00:00 Europe/Paris)" not in decision.trace
+    assert "fresh complaints in office hours: no (outside hours (thu 18:00 America/Montreal))" in decision.trace
+    saturday = THURSDAY_10H + timedelta(days=2)
+    assert route(at(saturday, category="complaint"), combos).rule_name == "rest"
+
+
+def test_hours_past_midnight(combos: RuleSet) -> None:
+    friday_23h_paris = datetime(2026, 12, 4, 22, 0, tzinfo=UTC)
+    saturday_3h_paris = datetime(2026, 12, 5, 2, 0, tzinfo=UTC)
+    saturday_23h_paris = datetime(2026, 12, 5, 22, 0, tzinfo=UTC)
+    assert route(at(friday_23h_paris), combos).rule_name == "night shift"
+    assert route(at(saturday_3h_paris), combos).rule_name == "night shift"
+    assert route(at(saturday_23h_paris), combos).rule_name == "rest"
+
+
+def test_item_age(combos: RuleSet) -> None:
+    stale = route(at(THURSDAY_10H, age=timedelta(hours=3), category="complaint"), combos)
+    assert "fresh complaints in office hours: no (age 10800s > 3600s)" in stale.trace
+    assert route(at(THURSDAY_10H, age=timedelta(days=3)), combos).rule_name == "old ones"
+    unknown = route(facts(now=THURSDAY_10H, created_time=None, category="complaint"), combos)
+    assert "fresh complaints in office hours: no (age unknown)" in unknown.trace
+
+
+def test_hours_without_now_use_the_clock(combos: RuleSet) -> None:
+    """route() stays usable without ``now``: time conditions then read the clock."""
+    decision = route(facts(category="complaint", created_time=datetime.now(UTC)), combos)
+    assert decision.rule_name in {"fresh complaints in office hours", "rest", "night shift"}
+
+
+def test_campaign_matches_replies_to_a_given_post_or_in_its_thread() -> None:
+    rules = parse_rules(
+        """\
+experts: [{name: Sarah, email: sarah@example.com}]
+rules:
+  - name: galette
+    when: {campaign: ["104857_2001", 9988]}
+    assign: sarah@example.com
+  - {name: rest, default: true}
+""",
+        "c.yaml",
+    )
+    assert route(facts(parent_id="104857_2001", thread_id="104857_2001"), rules).rule_name == "galette"
+    # a reply to a comment under the ad: its parent is the comment, its thread the ad
+    assert route(facts(parent_id="104857_2001_77", thread_id="104857_2001"), rules).rule_name == "galette"
+    assert route(facts(parent_id="9988", thread_id="9988"), rules).rule_name == "galette"  # a number in the file
+    other = route(facts(parent_id="104857_3003", thread_id="104857_3003"), rules)
+    assert other.rule_name == "rest" and other.trace[0] == "galette: no (not under a listed campaign)"

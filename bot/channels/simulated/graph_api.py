@@ -8,8 +8,16 @@ comment, within 7 days (else code 10, subcode 2018278); Page tokens checked per
 Page (unknown or revoked: code 190, HTTP 400); error bodies
 ``{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}``.
 
-Scripting is synchronous; when ``webhook_url`` is set, ``user_post`` and
-``user_comment`` also queue a signed ``feed`` webhook, sent by
+Also: hiding a comment (``POST /{comment-id}`` with ``is_hidden``), likes
+(``POST /{object-id}/likes``), ``GET /debug_token`` and ``GET /me`` for token
+checks (tokens may expire: code 190, subcode 463), and Instagram professional
+accounts linked to a Page (its Page token works for them): media, comments,
+``POST /{ig-comment-id}/replies``, ``POST /{ig-comment-id}`` with ``hide``,
+``GET /{ig-user-id}/media?fields=comments{...}``.
+
+Scripting is synchronous; when ``webhook_url`` is set, ``user_post``,
+``user_comment`` and ``user_reaction`` queue a signed ``feed`` webhook and
+``instagram_comment`` a signed Instagram ``comments`` webhook, sent by
 ``await deliver_pending()``.
 """
 
@@ -105,7 +113,11 @@ class FakeGraphAPI:
         self.posts: dict[str, Json] = {}
         self.comments: dict[str, Json] = {}
         self.private_replies: list[Json] = []
-        self.pending_webhooks: list[tuple[str, Json]] = []
+        self.pending_webhooks: list[tuple[str, Json, str, str]] = []  # entry id, value, object, field
+        self.likes: list[tuple[str, str]] = []  # (page id, object id)
+        self.ig_accounts: dict[str, Json] = {}
+        self.ig_media: dict[str, Json] = {}
+        self.ig_comments: dict[str, Json] = {}
         self.requests: list[str] = []  # "GET /v21.0/1/feed", for assertions
         self._failure: GraphError | None = None
         self._html_outage: int | None = None
@@ -114,8 +126,56 @@ class FakeGraphAPI:
 
     # -- scripting ------------------------------------------------------------
 
-    def add_page(self, page_id: str, name: str, token: str) -> None:
-        self.pages[page_id] = {"id": page_id, "name": name, "token": token, "revoked": False}
+    def add_page(self, page_id: str, name: str, token: str, *,
+                 expires_at: datetime | None = None) -> None:
+        """A Page and its token; ``expires_at`` None: a long-lived token that never expires."""
+        self.pages[page_id] = {"id": page_id, "name": name, "token": token, "revoked": False,
+                               "expires_at": expires_at}
+
+    def set_token_expiry(self, page_id: str, expires_at: datetime | None) -> None:
+        self.pages[page_id]["expires_at"] = expires_at
+
+    def add_instagram_account(self, ig_id: str, username: str, page_id: str) -> None:
+        """An Instagram professional account linked to ``page_id`` (whose token reaches it)."""
+        self.ig_accounts[ig_id] = {"id": ig_id, "username": username, "page_id": page_id}
+
+    def instagram_media(self, ig_id: str, caption: str, *, created_time: datetime | None = None
+                        ) -> str:
+        media_id = str(17_900_000_000_000_000 + next(self._ids))
+        self.ig_media[media_id] = {"id": media_id, "ig_id": ig_id, "caption": caption,
+                                   "created_time": created_time or self.now(),
+                                   "page_id": self.ig_accounts[ig_id]["page_id"]}
+        return media_id
+
+    def instagram_comment(self, media_id: str, author: Mapping[str, str], text: str, *,
+                          created_time: datetime | None = None) -> str:
+        """A comment on an Instagram media; ``author`` is ``{"id", "username"}``."""
+        comment_id = self._ig_add_comment(media_id, {"id": str(author["id"]),
+                                                     "username": str(author["username"])},
+                                          text, created_time, None)
+        media = self.ig_media[media_id]
+        if self.webhook_url:
+            self.pending_webhooks.append((media["ig_id"], {
+                "from": self.ig_comments[comment_id]["from"],
+                "media": {"id": media_id, "media_product_type": "FEED"},
+                "id": comment_id, "text": text}, "instagram", "comments"))
+        return comment_id
+
+    def instagram_replies(self, comment_id: str) -> list[Json]:
+        return [c for c in self.ig_comments.values() if c["parent_id"] == comment_id]
+
+    def user_reaction(self, object_id: str, author: str | Mapping[str, str],
+                      reaction_type: str = "like", verb: str = "add") -> None:
+        """A reaction to a post or comment: only a webhook (the fake keeps no count)."""
+        who = self._who(author)
+        target = self.posts.get(object_id) or self.comments[object_id]
+        value: Json = {"from": who, "item": "reaction", "verb": verb,
+                       "reaction_type": reaction_type,
+                       "post_id": target.get("post_id", object_id),
+                       "created_time": int(self.now().timestamp())}
+        if object_id in self.comments:
+            value.update(comment_id=object_id, parent_id=target["post_id"])
+        self._queue(target["page_id"], value)
 
     def revoke_token(self, page_id: str) -> None:
         self.pages[page_id]["revoked"] = True
@@ -179,10 +239,10 @@ class FakeGraphAPI:
             return statuses
         queued, self.pending_webhooks = self.pending_webhooks, []
         async with aiohttp.ClientSession() as session:
-            for page_id, value in queued:
-                body = json.dumps({"object": "page", "entry": [{
-                    "id": page_id, "time": int(self.now().timestamp() * 1000),
-                    "changes": [{"field": "feed", "value": value}]}]}).encode()
+            for entry_id, value, object_, field in queued:
+                body = json.dumps({"object": object_, "entry": [{
+                    "id": entry_id, "time": int(self.now().timestamp() * 1000),
+                    "changes": [{"field": field, "value": value}]}]}).encode()
                 digest = hmac.new((self.app_secret or "").encode(), body, hashlib.sha256)
                 async with session.post(self.webhook_url, data=body, headers={
                         "Content-Type": "application/json",
@@ -222,9 +282,19 @@ class FakeGraphAPI:
             "in_reply_to": in_reply_to}
         return comment_id
 
+    def _ig_add_comment(self, media_id: str, who: Json, text: str, created_time: datetime | None,
+                        parent_id: str | None) -> str:
+        media = self.ig_media[media_id]
+        comment_id = str(17_800_000_000_000_000 + next(self._ids))
+        self.ig_comments[comment_id] = {
+            "id": comment_id, "media_id": media_id, "page_id": media["page_id"], "text": text,
+            "from": who, "username": who.get("username", ""), "parent_id": parent_id,
+            "created_time": created_time or self.now(), "hidden": False}
+        return comment_id
+
     def _queue(self, page_id: str, value: Json) -> None:
         if self.webhook_url:
-            self.pending_webhooks.append((page_id, value))
+            self.pending_webhooks.append((page_id, value, "page", "feed"))
 
     # -- rendering -----------------------------------------------------------
 
@@ -326,7 +396,17 @@ class FakeGraphAPI:
             message = ("Error validating access token: The session has been invalidated."
                        if page else "Invalid OAuth access token - Cannot parse access token")
             raise GraphError(400, message, 190, 460 if page else None)
+        if page["expires_at"] is not None and page["expires_at"] <= self.now():
+            raise GraphError(400, "Error validating access token: Session has expired on "
+                             f"{graph_time(page['expires_at'])}.", 190, 463)
         object_id, _, edge = request.match_info["path"].strip("/").partition("/")
+        if (request.method, object_id, edge) == ("GET", "debug_token", ""):
+            return self._debug_token(request.query.get("input_token", ""))
+        if object_id == "me":
+            object_id = page["id"]
+        if object_id in self.ig_accounts or object_id in self.ig_media \
+                or object_id in self.ig_comments:
+            return self._instagram(page, request, form, object_id, edge)
         owner = self._owner(object_id)
         if owner != page["id"]:
             raise GraphError(403, "(#200) Permissions error", 200, type_="OAuthException")
@@ -351,7 +431,77 @@ class FakeGraphAPI:
             return self._post_comment(page, object_id, str(form.get("message") or ""))
         if key == ("POST", "messages") and object_id in self.pages:
             return self._private_reply(object_id, form)
+        if key == ("POST", "likes") and object_id not in self.pages:
+            if (page["id"], object_id) not in self.likes:
+                self.likes.append((page["id"], object_id))
+            return {"success": True}
+        if key == ("POST", "") and "is_hidden" in form:
+            if object_id not in self.comments:
+                raise GraphError(400, "(#100) Only comments can be hidden", 100)
+            self.comments[object_id]["is_hidden"] = _flag(form["is_hidden"])
+            return {"success": True}
         raise GraphError(400, f"Unknown path components: /{edge}", 2500)
+
+    def _debug_token(self, input_token: str) -> Json:
+        page = next((p for p in self.pages.values() if p["token"] == input_token), None)
+        if page is None or page["revoked"]:
+            return {"data": {"is_valid": False, "error": {
+                "code": 190, "message": "The access token is invalid or has been revoked"}}}
+        expires = page["expires_at"]
+        return {"data": {
+            "app_id": "1000000000", "type": "PAGE", "application": "Relais", "is_valid":
+            expires is None or expires > self.now(), "profile_id": page["id"],
+            "expires_at": int(expires.timestamp()) if expires else 0,
+            "data_access_expires_at": int((self.now() + timedelta(days=90)).timestamp()),
+            "scopes": ["pages_manage_metadata", "pages_read_engagement",
+                       "pages_read_user_content", "pages_manage_engagement", "pages_messaging"]}}
+
+    def _instagram(self, page: Json, request: web.Request, form: Json, object_id: str,
+                   edge: str) -> Json:
+        """Instagram Graph API objects; the linked Page's token reaches them."""
+        owner = (self.ig_accounts.get(object_id) or self.ig_media.get(object_id)
+                 or self.ig_comments[object_id])["page_id"]
+        if owner != page["id"]:
+            raise GraphError(403, "(#200) Permissions error", 200)
+        key = (request.method, edge)
+        if key == ("POST", "replies") and object_id in self.ig_comments:
+            message = str(form.get("message") or "")
+            if not message.strip():
+                raise GraphError(400, "(#100) The parameter message is required", 100)
+            account = self.ig_accounts[self.ig_media[self.ig_comments[object_id]["media_id"]]
+                                       ["ig_id"]]
+            who = {"id": account["id"], "username": account["username"]}
+            return {"id": self._ig_add_comment(self.ig_comments[object_id]["media_id"], who,
+                                               message, None, object_id)}
+        if key == ("POST", "") and "hide" in form and object_id in self.ig_comments:
+            self.ig_comments[object_id]["hidden"] = _flag(form["hide"])
+            return {"success": True}
+        if key == ("GET", "media") and object_id in self.ig_accounts:
+            media = sorted((m for m in self.ig_media.values() if m["ig_id"] == object_id),
+                           key=_order, reverse=True)
+            fields = parse_fields(request.query.get("fields", "id,caption"))
+            return self._paged(media, request.query, request,
+                               lambda m: self._render_media(m, fields))
+        raise GraphError(400, f"Unknown path components: /{edge}", 2500)
+
+    def _render_media(self, media: Json, fields: dict[str, _Field]) -> Json:
+        out: Json = {"id": media["id"]}
+        if "caption" in fields:
+            out["caption"] = media["caption"]
+        if "timestamp" in fields:
+            out["timestamp"] = graph_time(media["created_time"])
+        if "comments" in fields:
+            wanted = fields["comments"].sub or {"id": _Field({}, None), "text": _Field({}, None)}
+            rows = sorted((c for c in self.ig_comments.values() if c["media_id"] == media["id"]
+                           and c["parent_id"] is None), key=_order)
+            rendered = []
+            for c in rows:
+                values = {"id": c["id"], "text": c["text"], "username": c["username"],
+                          "from": c["from"], "timestamp": graph_time(c["created_time"]),
+                          "hidden": c["hidden"]}
+                rendered.append({k: v for k, v in values.items() if k in wanted or k == "id"})
+            out["comments"] = {"data": rendered}
+        return out
 
     def _owner(self, object_id: str) -> str:
         if object_id in self.pages:
@@ -427,6 +577,10 @@ class FakeGraphAPI:
         for reply in (r for r in self.private_replies if r["page_id"] == page["id"]):
             parts.append(f"<p>Private reply to {e(reply['recipient_id'])}: {e(reply['text'])}</p>")
         return web.Response(text="\n".join(parts), content_type="text/html")
+
+
+def _flag(value: Any) -> bool:
+    return str(value).lower() in ("true", "1")
 
 
 def _order(row: Json) -> tuple[datetime, int]:
