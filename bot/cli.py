@@ -359,3 +359,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `relais items | head`: the reader left, which is fine
+        sys.stderr.close()
+        return 0
