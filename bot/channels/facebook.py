@@ -97,8 +97,13 @@ def parse_graph_time(value: str) -> datetime:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z").astimezone(timezone.utc)
 
 
+#: Meta's app-level usage (X-App-Usage) is a rolling one-hour window: at 100 % wait a while
+APP_USAGE_FULL_WAIT_S = 600.0
+
+
 def _retry_after(response: requests.Response | None) -> float:
-    """Seconds to wait, from X-Business-Use-Case-Usage's estimated_time_to_regain_access."""
+    """Seconds to wait: X-Business-Use-Case-Usage's estimated_time_to_regain_access, else,
+    when X-App-Usage says the app is at 100 % of a quota, a longer pause, else the default."""
     if response is None:
         return DEFAULT_RETRY_AFTER
     minutes = 0.0
@@ -108,8 +113,15 @@ def _retry_after(response: requests.Response | None) -> float:
             for entry in entries:
                 minutes = max(minutes, float(entry.get("estimated_time_to_regain_access") or 0))
     except (ValueError, TypeError, AttributeError):
-        return DEFAULT_RETRY_AFTER
-    return minutes * 60 if minutes > 0 else DEFAULT_RETRY_AFTER
+        minutes = 0.0
+    if minutes > 0:
+        return minutes * 60
+    try:
+        app = json.loads(response.headers.get("X-App-Usage") or "{}")
+        percent = max(float(app.get(k) or 0) for k in ("call_count", "total_cputime", "total_time"))
+    except (ValueError, TypeError, AttributeError):
+        percent = 0.0
+    return APP_USAGE_FULL_WAIT_S if percent >= 100 else DEFAULT_RETRY_AFTER
 
 
 @dataclass(frozen=True)

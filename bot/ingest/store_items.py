@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 WEBHOOK_PLATFORMS = ("facebook", "instagram")
 
 #: statuses in which no expert has the item yet: an edit there is classified (and routed) again.
-#: Once an expert is notified, an edit only updates the text their reply page shows.
 RECLASSIFY_ON_EDIT = ("new", "classified", "needs_review", "triage")
+#: once an expert has it, an edit is classified again (the label is kept for the record and
+#: the reply page) but not routed again: the expert keeps the item and their reply link
+RELABEL_ON_EDIT = ("routed", "notified")
 
 
 @dataclass
@@ -86,6 +88,8 @@ async def _apply_change(session: AsyncSession, item: InboundItem, result: Ingest
         if row.status in RECLASSIFY_ON_EDIT:
             row.status = "new"
             await queue.enqueue(session, "classify", {"item_id": row.id})
+        elif row.status in RELABEL_ON_EDIT:
+            await queue.enqueue(session, "classify", {"item_id": row.id, "relabel_only": True})
     if item.is_ad and not row.is_ad:
         row.is_ad = True
     result.updated.append(row.id)

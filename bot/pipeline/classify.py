@@ -49,11 +49,12 @@ async def parent_is_ad(session: AsyncSession, item: Item) -> bool:
     return bool(root and root.is_ad)
 
 
-async def classify_item(services: Services, item_id: int) -> None:
+async def classify_item(services: Services, item_id: int, *, relabel_only: bool = False) -> None:
     """Label the item (idempotent: an item already labelled for its current text is skipped)."""
     async with services.sessions() as session:
         item = await session.get(Item, item_id)
-        if item is None or item.status not in ("new",):
+        wanted = ("routed", "notified") if relabel_only else ("new",)
+        if item is None or item.status not in wanted:
             return
         context = Context(platform=item.platform, kind=item.kind, parent_is_ad=await parent_is_ad(session, item))
         text = item.text
@@ -62,18 +63,20 @@ async def classify_item(services: Services, item_id: int) -> None:
     review = needs_review(prediction, services.model.review_thresholds)
     async with services.sessions.begin() as session:
         item = await session.get(Item, item_id, with_for_update=True)
-        if item is None or item.status != "new" or item.text != text:
-            return  # edited or removed meanwhile: the edit queued its own classification
+        if item is None or item.status not in wanted or item.text != text:
+            return  # edited, removed or answered meanwhile: the edit queued its own classification
         classification = Classification(
-                item_id=item.id,
-                label=prediction.label,
-                confidence=prediction.confidence,
-                model_version=prediction.model_version,
-                source="model",
-                explanation=list(prediction.explanation),
+            item_id=item.id,
+            label=prediction.label,
+            confidence=prediction.confidence,
+            model_version=prediction.model_version,
+            source="model",
+            explanation=list(prediction.explanation),
         )
         session.add(classification)
         item.language = prediction.language
+        if relabel_only:  # an edit after the expert was notified: new label, same expert and link
+            return
         item.status = "needs_review" if review else "classified"
         await session.flush()
         await queue.enqueue(session, "route", {"item_id": item.id}, dedupe_key=f"route:{classification.id}")

@@ -38,7 +38,7 @@ def handlers(services: Services) -> dict[str, Handler]:
         await token_check(services, p["channel_id"])
 
     async def classify(p: dict[str, Any]) -> None:
-        await classify_item(services, p["item_id"])
+        await classify_item(services, p["item_id"], relabel_only=p.get("relabel_only", False))
 
     async def route(p: dict[str, Any]) -> None:
         await route_item(services, p["item_id"])

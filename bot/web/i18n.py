@@ -45,6 +45,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "detail": "Détail de la plateforme :",
         "ack_too_long": "L’accusé de réception public est trop long (500 caractères au plus).",
         "private_only": "Ce message privé ne peut recevoir qu’une réponse privée.",
+        "removed_title": "Message supprimé",
+        "removed_body": "La personne a supprimé ce message sur la plateforme : il n’y a plus rien à répondre.",
         "answered": "Cet élément a déjà reçu une réponse (ou une réponse est en cours d’envoi).",
     },
     "en": {
@@ -89,6 +91,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "detail": "Platform detail:",
         "ack_too_long": "The public acknowledgement is too long (500 characters at most).",
         "private_only": "This private message can only get a private reply.",
+        "removed_title": "Message deleted",
+        "removed_body": "The author deleted this message on the platform: there is nothing left to answer.",
         "answered": "This item has already been answered (or a reply is on its way).",
     },
 }

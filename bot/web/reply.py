@@ -109,6 +109,9 @@ def reply_routes(services: Services) -> list[web.RouteDef]:
         if ctx["item"].status == "answered":
             t = strings(ctx["language"])
             return page("web/message.html", 409, language=ctx["language"], title=t["used_title"], body=t["answered"])
+        if ctx["item"].status == "removed":
+            t = strings(ctx["language"])
+            return page("web/message.html", 410, language=ctx["language"], title=t["removed_title"], body=t["removed_body"])
         return page("web/reply.html", **ctx)
 
     async def send(request: web.Request) -> web.Response:
@@ -134,6 +137,8 @@ def reply_routes(services: Services) -> list[web.RouteDef]:
                 error = t["too_long"].format(n=len(text)) if len(text) > MAX_REPLY_CHARS else t["ack_too_long"]
             elif mode == "public" and item.kind == "message":
                 error = t["private_only"]
+            elif item.status == "removed":
+                return page("web/message.html", 410, language=ctx["language"], title=t["removed_title"], body=t["removed_body"])
             elif item.status == "answered" or await session.scalar(
                 select(Response.id).where(Response.item_id == item.id, Response.status.in_(ACTIVE_REPLY)).limit(1)
             ):

@@ -314,3 +314,24 @@ async def test_a_comment_under_an_older_post_is_found_by_the_next_poll(
     second = await channel.fetch_new(first.cursor)  # the cursor is past old_post
     assert [i.external_id for i in second.items] == [newer, late]  # newer: the boundary second
     assert second.cursor == {"since": int(now.timestamp())}
+
+
+def test_rate_limit_wait_follows_the_usage_headers() -> None:
+    import json as _json
+
+    import requests
+
+    from bot.channels.facebook import APP_USAGE_FULL_WAIT_S, DEFAULT_RETRY_AFTER, _retry_after
+
+    def response(headers: dict[str, str]) -> requests.Response:
+        r = requests.Response()
+        r.headers.update(headers)
+        return r
+
+    buc = {"1": [{"type": "pages", "estimated_time_to_regain_access": 7}]}
+    assert _retry_after(response({"X-Business-Use-Case-Usage": _json.dumps(buc)})) == 7 * 60
+    full = {"call_count": 100, "total_cputime": 12, "total_time": 40}
+    assert _retry_after(response({"X-App-Usage": _json.dumps(full)})) == APP_USAGE_FULL_WAIT_S
+    half = {"call_count": 50, "total_cputime": 12, "total_time": 40}
+    assert _retry_after(response({"X-App-Usage": _json.dumps(half)})) == DEFAULT_RETRY_AFTER
+    assert _retry_after(response({"X-App-Usage": "not json"})) == DEFAULT_RETRY_AFTER

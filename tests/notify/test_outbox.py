@@ -152,3 +152,37 @@ async def test_no_reminder_once_the_item_is_answered(stack: tuple[Services, Work
         assert not catcher.messages[0]["Subject"].startswith(("[Relais] Rappel", "[Relais] Escalade"))
     finally:
         await catcher.stop()
+
+
+async def test_an_edit_after_notification_is_relabelled_without_a_second_expert_mail(stack: tuple[Services, Worker, int]) -> None:
+    from bot.domain import ChangeVerb
+    from bot.store.models import Assignment, Classification
+
+    services, worker, port = stack
+    catcher = MailCatcher()
+    await catcher.start(port=port)
+    try:
+        text = "Le pain était froid et rassis ce matin, très déçue, je veux un remboursement 😡"
+        item_id = await _ingest(services, text)
+        await worker.drain()
+        async with services.sessions() as session:
+            item = await session.get(Item, item_id)
+        assert item is not None and item.status == "notified"
+        edited = InboundItem(
+            platform=Platform.FACEBOOK, external_id=item.external_id, kind=ItemKind.COMMENT, channel_external_id="42",
+            author=Author(id="7", name="Julie"), text="Finalement c'était délicieux, merci 😍", created_time=item.created_time,
+            verb=ChangeVerb.EDIT,
+        )
+        async with services.sessions.begin() as session:
+            await store_items(session, await session.scalar(select(Channel)), [edited], source="webhook")
+        await worker.drain()
+        async with services.sessions() as session:
+            item = await session.get(Item, item_id)
+            labels = (await session.scalars(select(Classification).where(Classification.item_id == item_id))).all()
+            assignments = (await session.scalars(select(Assignment).where(Assignment.item_id == item_id))).all()
+            notifications = (await session.scalars(select(Email).where(Email.kind == "notification"))).all()
+        assert item is not None and item.text.startswith("Finalement") and item.status == "notified"
+        assert len(labels) == 2  # classified again, for the record and the reply page
+        assert len(assignments) == 1 and len(notifications) == 1  # same expert, same link, no second mail
+    finally:
+        await catcher.stop()

@@ -378,3 +378,18 @@ async def test_an_english_speaking_expert_gets_the_used_page_in_english(site: Si
     resp, page = await site.get(token)
     assert resp.status == 409
     assert "Link already used" in page and "Lien déjà utilisé" not in page
+
+
+async def test_a_removed_item_gets_a_clear_page_and_takes_no_reply(site: Site) -> None:
+    from bot.store.models import Item, Response
+
+    token = await site.item_with_link()
+    form = await site.good_form(token)
+    async with site.services.sessions.begin() as session:
+        item = (await session.scalars(select(Item))).one()
+        item.status, item.text = "removed", ""  # the author deleted the comment
+    resp, page = await site.get(token)
+    assert resp.status == 410 and "supprimé" in page
+    resp, page = await site.post(token, form)
+    assert resp.status == 410
+    assert await site.count(Response) == 0
