@@ -159,12 +159,14 @@ async def test_rate_limited_reads_business_use_case_header(
     assert caught.value.retry_after == 7 * 60
 
 
-async def test_rate_limited_without_estimate_waits_a_minute(
+async def test_rate_limited_without_estimate_follows_the_app_usage(
         fake: FakeGraphAPI, channel: FacebookChannel) -> None:
-    fake.set_rate_limited(code=4, regain_minutes=0)
+    from bot.channels.facebook import APP_USAGE_FULL_WAIT_S
+
+    fake.set_rate_limited(code=4, regain_minutes=0)  # no estimate; X-App-Usage says 100 %
     with pytest.raises(RateLimited) as caught:
         await channel.reply_public(ReplyTarget(f"{PAGE}_1", ItemKind.POST, "x"), "hi")
-    assert caught.value.retry_after == 60
+    assert caught.value.retry_after == APP_USAGE_FULL_WAIT_S
 
 
 @pytest.mark.parametrize("html_body", [False, True])

@@ -174,10 +174,11 @@ async def test_edit_requeues_while_no_expert_has_the_item(sessions: Sessions, ch
 
 
 @pytest.mark.parametrize("status", ["routed", "notified", "answered"])
-async def test_edit_once_an_expert_has_the_item_updates_text_only(
+async def test_edit_once_an_expert_has_the_item_keeps_its_expert(
     sessions: Sessions, channel: Channel, status: str
 ) -> None:
-    """The expert's reply page shows the new text; the item is not routed to someone else."""
+    """The expert's reply page shows the new text; the item is not routed to someone else.
+    While unanswered it is relabelled (a ``relabel_only`` classify job); once answered, not."""
     [item_id] = (await store(sessions, channel, inbound())).new
     async with sessions.begin() as session:
         row = await session.get(Item, item_id)
@@ -187,7 +188,12 @@ async def test_edit_once_an_expert_has_the_item_updates_text_only(
     assert result.updated == [item_id]
     row = await item_row(sessions, "page-1_post-1_c1")
     assert row.text == "merci, c'est réglé" and row.status == status
-    assert len(await classify_jobs(sessions, item_id)) == 1
+    jobs = await classify_jobs(sessions, item_id)
+    if status == "answered":
+        assert len(jobs) == 1
+    else:
+        assert len(jobs) == 2
+        assert sorted(j.payload.get("relabel_only", False) for j in jobs) == [False, True]
 
 
 async def test_edit_with_the_same_text_queues_nothing(sessions: Sessions, channel: Channel) -> None:
