@@ -9,6 +9,7 @@ so CI never passes without running them.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -33,6 +34,13 @@ def shared_dir() -> Path:
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One trained model for the whole run (training takes a few seconds)."""
     return tmp_path_factory.mktemp("models")
+
+
+def free_port() -> int:
+    """A loopback port on which nothing listens (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _pg_available() -> str | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from bot import PROJECT_ROOT
 from bot.errors import ConfigError
 from bot.settings import Secret, Settings, load_settings
+from tests.conftest import free_port
 
 SUBPROCESS_TIMEOUT = 120
 
@@ -160,12 +160,6 @@ def test_settings_repr_masks_secrets(tmp_path: Path) -> None:
     shown = repr(settings) + str(settings)
     for value in ("app-secret-abcdef", "verify-token-abcdef", "signing-key-abcdef"):
         assert value not in shown
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -12,13 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain import ChangeVerb, InboundItem
 from bot.ingest.facebook_delivery import Reaction
 from bot.kpi import events
 from bot.pipeline import queue
+from bot.store.db import dialect_insert
 from bot.store.models import Channel, Item, utcnow
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ async def store_items(
     their parent and whether it is an ad) but never queued; neither are items
     from ``relais import`` (history).
     """
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     result = IngestResult()
     for item in items:
         if isinstance(item, Reaction):

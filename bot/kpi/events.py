@@ -16,9 +16,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.store.db import dialect_insert
 from bot.store.models import Item, KpiEvent
 
 INGEST_LAG = "ingest_lag_s"
@@ -44,9 +44,8 @@ async def record(
     detail: dict[str, Any] | None = None,
 ) -> bool:
     """Store one KPI event unless the item already has one of that name."""
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
     stmt = (
-        insert(KpiEvent)
+        dialect_insert(session)(KpiEvent)
         .values(
             name=name,
             item_id=item.id,

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.notify.compose import one_line
+from bot.notify.outbox import mail_domain
 from bot.pipeline import queue
+from bot.store.db import dialect_insert
 from bot.services import Services
 from bot.store.models import Channel, Email, Expert, utcnow
 
@@ -36,8 +37,8 @@ async def alert_community_manager(
     manager = await session.scalar(select(Expert).where(Expert.email == address))
     language = manager.language if manager and manager.language in texts else ("fr" if "fr" in texts else "en")
     subject, body = texts[language]
-    domain = services.settings.mail_from.rsplit("@", 1)[-1].strip("> ") or "localhost"
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    domain = mail_domain(services.settings.mail_from)
+    insert = dialect_insert(session)
     email_id = (
         await session.execute(
             insert(Email)

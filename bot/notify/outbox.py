@@ -29,7 +29,8 @@ from bot.store.queries import latest_assignment, latest_classification
 log = logging.getLogger(__name__)
 
 
-def _domain(address: str) -> str:
+def mail_domain(address: str) -> str:
+    """The domain of the sender address, for Message-IDs."""
     return address.rsplit("@", 1)[-1].strip("> ") or "localhost"
 
 
@@ -85,7 +86,7 @@ async def _queue_mail(
     )
     mail = compose_notification(services.templates, view)
     email = Email(
-        message_id=f"<relais.{item.id}.{assignment.id}.{kind}.{secrets.token_hex(6)}@{_domain(settings.mail_from)}>",
+        message_id=f"<relais.{item.id}.{assignment.id}.{kind}.{secrets.token_hex(6)}@{mail_domain(settings.mail_from)}>",
         kind=kind,
         item_id=item.id,
         to_address=recipient.email,

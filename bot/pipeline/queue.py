@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.store.db import dialect_insert
 from bot.store.models import Job, utcnow
 
 MAX_BACKOFF_S = 15 * 60
@@ -34,10 +34,6 @@ class ClaimedJob:
     max_attempts: int
 
 
-def _insert(session: AsyncSession) -> Any:
-    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-
-
 async def enqueue(
     session: AsyncSession,
     kind: str,
@@ -50,7 +46,7 @@ async def enqueue(
     """Add a job in the caller's transaction. With ``dedupe_key``, a second
     enqueue of the same key does nothing (returns False)."""
     stmt = (
-        _insert(session)(Job)
+        dialect_insert(session)(Job)
         .values(
             kind=kind,
             payload=payload,

@@ -14,6 +14,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -34,6 +36,11 @@ def sync_url(url: str) -> str:
     if u.get_backend_name() == "sqlite":
         return str(u.set(drivername="sqlite"))
     return u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def dialect_insert(session: AsyncSession) -> Any:
+    """``insert`` of the session's dialect, for ``ON CONFLICT DO NOTHING`` (SQLite and PostgreSQL)."""
+    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
 
 
 def is_sqlite(url: str) -> bool:

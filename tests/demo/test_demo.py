@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from tests.cli.relais_runner import make_relais
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port
 
 
 def test_demo_runs_for_its_duration_and_leaves_answered_items(tmp_path: Path, models_dir: Path) -> None:

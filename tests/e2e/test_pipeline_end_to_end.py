@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +23,10 @@ from bot.demo.experts import reply_link
 from bot.demo.mailcatcher import MailCatcher
 from bot.services import Services
 from bot.store.models import Channel, Item, KpiEvent, Response
-from tests.conftest import make_settings
+from tests.conftest import free_port, make_settings
 
 PAGE_ID, PAGE_TOKEN = "777000111", "page-token-e2e"
 X_ID, X_TOKEN = "888000222", "x-token-e2e"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _start(app: web.Application, port: int = 0) -> tuple[web.AppRunner, int]:

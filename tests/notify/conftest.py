@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -17,6 +16,7 @@ from aiosmtpd.smtp import SMTP
 
 from bot.demo.mailcatcher import MailCatcher
 from bot.notify.compose import NotificationView, make_environment
+from tests.conftest import free_port
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
@@ -71,12 +71,10 @@ async def catcher() -> AsyncIterator[MailCatcher]:
         await mail.stop()
 
 
-@pytest.fixture
-def free_port() -> int:
+@pytest.fixture(name="free_port")
+def free_port_fixture() -> int:
     """A port on which nothing listens (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port()
 
 
 @pytest.fixture

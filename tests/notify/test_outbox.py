@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +18,7 @@ from bot.pipeline.worker import Worker
 from bot.services import Services, open_services
 from bot.store import db
 from bot.store.models import Channel, Email, Item, Job, utcnow
-from tests.conftest import make_settings
+from tests.conftest import free_port, make_settings
 
 RULES = """
 community_manager: cm@example.org
@@ -37,12 +36,6 @@ rules:
     sla: 6s
   - {name: défaut, default: true}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
