@@ -110,6 +110,10 @@ class Item(Base):
     status: Mapped[str] = mapped_column(String(20), default="new")
     source: Mapped[str] = mapped_column(String(20), default="webhook")  # webhook|poll|import
     is_hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_spam: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set by crisis detection (bot.kpi.crisis) while an incident covers the item.
+    in_crisis: Mapped[bool] = mapped_column(Boolean, default=False)
+    resolved_at: Mapped[datetime | None]
 
     channel: Mapped[Channel | None] = relationship()
 
@@ -166,6 +170,8 @@ class Assignment(Base):
     reply_mode: Mapped[str] = mapped_column(String(30))
     sla_due: Mapped[datetime]
     trace: Mapped[list[Any]] = mapped_column(default=list)
+    priority: Mapped[str] = mapped_column(String(10), default="normal")  # low|normal|high|urgent
+    assigned_by: Mapped[str | None] = mapped_column(String(300))  # None: the rules; else a user
     assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     expert: Mapped[Expert | None] = relationship()
@@ -278,3 +284,83 @@ class ReplyLink(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    """A person who logs in to the web UI. ``role``: community_manager, expert,
+    manager (read-only dashboards) or admin. Passwords are argon2 hashes."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(300), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(30))
+    password_hash: Mapped[str] = mapped_column(String(300))
+    language: Mapped[str] = mapped_column(String(8), default="fr")
+    expert_id: Mapped[int | None] = mapped_column(ForeignKey("experts.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """A login session. The cookie carries a random token; only its sha256 is stored."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoginAttempt(Base):
+    """A failed login, for throttling by account and by client address."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(300))  # "email:<address>" or "ip:<address>"
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what, when: the item's history in the triage UI."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_item_at", "item_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    actor: Mapped[str] = mapped_column(String(300))  # a user's email, or "relais" for the bot
+    action: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ItemNote(Base):
+    """An internal note on an item, never sent to the platform."""
+
+    __tablename__ = "item_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ItemViewer(Base):
+    """Who has an item open right now (a heartbeat), so two people do not answer it."""
+
+    __tablename__ = "item_viewers"
+    __table_args__ = (UniqueConstraint("item_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
