@@ -16,11 +16,15 @@ from aiohttp import web
 from bot.ingest.poller import schedule_polls
 from bot.ingest.webhooks import facebook_routes
 from bot.pipeline.flow import handlers
-from bot.pipeline.worker import Worker
+from bot.pipeline.rules_reload import watch_rules
+from bot.pipeline.worker import SHUTDOWN_GRACE_S, Worker
 from bot.services import Services, open_services
 from bot.settings import Settings
+from bot.web.auth import auth_middleware, auth_routes
 from bot.web.health import health_routes
+from bot.web.metrics import metrics_middleware, metrics_routes
 from bot.web.reply import reply_routes
+from bot.web.triage import close_streams, triage_routes
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +49,12 @@ async def security_headers(
     except web.HTTPException as exc:
         exc.headers.update({k: v for k, v in SECURITY_HEADERS.items() if k not in exc.headers})
         raise
+    except Exception:  # a bug: logged here, so that even this answer carries the headers
+        log.exception("error handling %s %s", request.method, request.path)
+        response = web.Response(status=500, text="500: internal server error\n")
     for key, value in SECURITY_HEADERS.items():
         response.headers.setdefault(key, value)
     return response
-
-
-async def _index(request: web.Request) -> web.Response:
-    return web.Response(
-        text="Relais is running. Health: /healthz\n", content_type="text/plain"
-    )
 
 
 def create_app(
@@ -65,13 +66,16 @@ def create_app(
 ) -> web.Application:
     """The application for ``settings``; routes are added once the services are up."""
     app = web.Application(
-        middlewares=[security_headers], client_max_size=settings.webhook_max_bytes
+        middlewares=[metrics_middleware, security_headers], client_max_size=settings.webhook_max_bytes
     )
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_services(settings) as services:
             app[SERVICES] = services
-            worker = Worker(services.sessions, handlers(services), concurrency=settings.worker_concurrency)
+            worker = Worker(
+                services.sessions, handlers(services), concurrency=settings.worker_concurrency,
+                lease_s=settings.worker_lease_s,
+            )
             services.wake = worker.wake
             app[WORKER] = worker
             yield
@@ -84,12 +88,13 @@ def create_app(
             tasks.append(asyncio.create_task(worker.run(), name="relais-worker"))
         if run_scheduler:
             tasks.append(asyncio.create_task(schedule_polls(services, stop), name="relais-polls"))
+        tasks.append(asyncio.create_task(watch_rules(services, stop), name="relais-rules-reload"))
         yield
         stop.set()
         worker.stop()
         for task in tasks:
             try:
-                await asyncio.wait_for(task, timeout=10)
+                await asyncio.wait_for(task, timeout=SHUTDOWN_GRACE_S)  # then cancelled: unfinished jobs released
             except TimeoutError:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -101,6 +106,7 @@ def create_app(
         _add_routes(app, extra_routes)
 
     app.on_startup.append(add_routes)
+    app.on_shutdown.append(close_streams)  # end the live-update streams before the server waits for them
     return app
 
 
@@ -108,10 +114,13 @@ def _add_routes(
     app: web.Application, extra: Callable[[web.Application, Services], None] | None
 ) -> None:
     services = app[SERVICES]
+    app.middlewares.append(auth_middleware(services))  # after security_headers: its refusals get them too
+    app.router.add_routes(auth_routes(services))
     app.router.add_routes(health_routes(services))
+    app.router.add_routes(metrics_routes(services))
     app.router.add_routes(facebook_routes(services))
     app.router.add_routes(reply_routes(services))
     app.router.add_static("/static", services.settings.templates_dir / "web" / "static")
-    app.router.add_get("/", _index)
+    app.router.add_routes(triage_routes(services))  # /ui/... and "/" -> /ui/
     if extra:
         extra(app, services)

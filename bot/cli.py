@@ -11,13 +11,14 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from bot import __version__, logs
 from bot.errors import ConfigError, RelaisError, RulesError
-from bot.settings import Settings, ensure_secret_key, load_settings, url_passwords
+from bot.settings import Settings, ensure_secret_key, load_settings
 
 log = logging.getLogger("relais")
 
@@ -29,8 +30,7 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
         **overrides,
     )
     settings = ensure_secret_key(settings)
-    logs.hide(settings.fb_app_secret.reveal(), settings.fb_verify_token.reveal(), settings.secret_key.reveal())
-    logs.hide(*url_passwords(settings))
+    logs.hide_settings(settings)  # every Secret field and the passwords in URLs
     return settings
 
 
@@ -71,6 +71,10 @@ def cmd_channels(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.channels_command == "list":
         return asyncio.run(commands.list_channels(settings, args.format))
+    if args.channels_command == "retention":
+        from bot.privacy.commands import channel_retention
+
+        return asyncio.run(channel_retention(settings, args))
     if args.channels_command == "promote" and args.platform == "x":
         return asyncio.run(commands.promote_tweet(settings, args))
     if args.channels_command == "promote":
@@ -100,6 +104,18 @@ def cmd_import(args: argparse.Namespace) -> int:
     from bot import commands
 
     return asyncio.run(commands.import_file(_settings(args), args.file))
+
+
+def cmd_kpi(args: argparse.Namespace) -> int:
+    from bot.kpi.commands import kpi_command
+
+    return asyncio.run(kpi_command(_settings(args), args))
+
+
+def cmd_digest(args: argparse.Namespace) -> int:
+    from bot.kpi.commands import digest_command
+
+    return asyncio.run(digest_command(_settings(args), args))
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -189,11 +205,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return run_evaluate(args, settings.model_dir)
 
 
+def cmd_privacy(args: argparse.Namespace) -> int:
+    from bot.privacy.commands import privacy
+
+    return asyncio.run(privacy(_settings(args), args))
+
+
 def cmd_rules_check(args: argparse.Namespace) -> int:
     from bot.pipeline.rules import load_rules
 
-    path = Path(args.file) if args.file else _settings(args).rules_file
-    rules = load_rules(path)
+    if args.file:
+        from bot import PROJECT_ROOT
+
+        path = Path(args.file)
+        templates = Path(args.templates or os.environ.get("RELAIS_TEMPLATES_DIR") or PROJECT_ROOT / "templates")
+    else:
+        settings = _settings(args)
+        path, templates = settings.rules_file, Path(args.templates) if args.templates else settings.templates_dir
+    rules = load_rules(path, templates)
     for warning in rules.warnings:
         print(warning, file=sys.stderr)
     print(f"{path}: OK, {len(rules.rules)} rules, {len(rules.experts)} experts, version {rules.version}")
@@ -204,6 +233,17 @@ def cmd_rules_replay(args: argparse.Namespace) -> int:
     from bot.pipeline.replay import replay_command
 
     return asyncio.run(replay_command(_settings(args), Path(args.rules), args.since, args.format))
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from bot.web import user_commands
+
+    settings = _settings(args)
+    if args.users_command == "add":
+        return asyncio.run(user_commands.add_user(settings, args))
+    if args.users_command == "list":
+        return asyncio.run(user_commands.list_users(settings, args.format))
+    return asyncio.run(user_commands.change_user(settings, args))
 
 
 # --- parser ------------------------------------------------------------------------
@@ -279,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls = csub.add_parser("list", parents=[common], help="list the connected channels (no secrets shown)")
     ls.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_channels)
+    from bot.privacy.commands import add_parsers as add_privacy_parsers
+
+    add_privacy_parsers(sub, common, csub).set_defaults(func=cmd_privacy)  # privacy erase|export|retention
 
     p = sub.add_parser("backfill", help="fetch past mentions once (the live poll cursor is left alone)")
     bsub = p.add_subparsers(dest="platform", required=True, metavar="PLATFORM")
@@ -301,6 +344,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", parents=[common], help="load historical items from a JSONL file (docs/import-format.md)")
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("kpi", parents=[common], help="response-time KPIs of the items created in a period (docs/kpis.md)")
+    p.add_argument("--from", dest="from_", required=True, metavar="DATE", help="YYYY-MM-DD (midnight in $RELAIS_TIMEZONE) or an ISO date-time")
+    p.add_argument("--to", required=True, metavar="DATE", help="a bare date includes that whole day")
+    p.add_argument("--by", choices=("expert", "team", "category", "platform", "page", "language"))
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.set_defaults(func=cmd_kpi)
+
+    p = sub.add_parser("digest", parents=[common], help="the weekly KPI digest email (docs/kpis.md)")
+    p.add_argument("--week", required=True, metavar="YYYY-Www", help="an ISO week such as 2026-W47")
+    p.add_argument("--out", type=Path, help="write the HTML (charts inline) to this file")
+    p.add_argument("--send", action="store_true", help="send it to the recipients of the KPI file, once per week")
+    p.add_argument("--language", choices=("fr", "en"), help="default: the KPI file's digest.language")
+    p.set_defaults(func=cmd_digest)
 
     p = sub.add_parser("classify", parents=[common], help="classify texts; one JSON line per text")
     p.add_argument("text", nargs="*", help="texts (default: one per line on standard input)")
@@ -334,18 +391,45 @@ def build_parser() -> argparse.ArgumentParser:
     rsub = p.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
     chk = rsub.add_parser("check", parents=[common], help="validate a rules file (default: the configured one)")
     chk.add_argument("file", nargs="?")
+    chk.add_argument("--templates", metavar="DIR", help="where the reply templates the rules name are (default: $RELAIS_TEMPLATES_DIR or templates/)")
     chk.set_defaults(func=cmd_rules_check)
     rep = rsub.add_parser("replay", parents=[common], help="replay stored items through a candidate rules file: what would move")
     rep.add_argument("--rules", required=True, metavar="NEW.yaml", help="the candidate rules file")
     rep.add_argument("--since", metavar="DATE", help="only items posted on or after this day (YYYY-MM-DD, midnight in $RELAIS_TIMEZONE) or an ISO date-time")
     rep.add_argument("--format", choices=("table", "json"), default="table")
     rep.set_defaults(func=cmd_rules_replay)
+
+    from bot.web.roles import LANGUAGES, ROLES
+
+    p = sub.add_parser("users", help="people who log in to the web UI (docs/ui.md)")
+    usub = p.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    ua = usub.add_parser("add", parents=[common], help="add a user (the password is asked twice, or read from stdin)")
+    ua.add_argument("email")
+    ua.add_argument("--role", required=True, choices=ROLES, help="manager: read-only dashboards; admin: everything")
+    ua.add_argument("--name", default="", help="shown in the UI (default: the part of the email before @)")
+    ua.add_argument("--language", choices=LANGUAGES, help="UI language (default $RELAIS_UI_LANGUAGE or fr)")
+    ua.add_argument("--expert", metavar="EXPERT_EMAIL", help="the expert of the rules file this person is")
+    ua.add_argument("--password-stdin", action="store_true", help="read the password from the first line of standard input")
+    ul = usub.add_parser("list", parents=[common], help="list the users (no password hashes)")
+    ul.add_argument("--format", choices=("table", "json"), default="table")
+    for action, text in (("disable", "stop a user from logging in and end their sessions"),
+                         ("enable", "let a disabled user log in again"),
+                         ("password", "set a new password (ends the user's sessions)")):
+        uc = usub.add_parser(action, parents=[common], help=text)
+        uc.add_argument("email")
+        if action == "password":
+            uc.add_argument("--password-stdin", action="store_true", help="read the password from the first line of standard input")
+    p.set_defaults(func=cmd_users)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.setup(logging.DEBUG if args.verbose else logging.INFO)
+    log_format = os.environ.get("RELAIS_LOG_FORMAT") or "text"  # before the settings: their errors are logged
+    if log_format not in ("text", "json"):
+        print(f"relais: configuration error: RELAIS_LOG_FORMAT must be text or json, got {log_format!r}", file=sys.stderr)
+        return 2
+    logs.setup(logging.DEBUG if args.verbose else logging.INFO, log_format)
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

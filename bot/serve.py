@@ -13,7 +13,7 @@ from sqlalchemy import select
 from bot.app import create_app
 from bot.errors import ConfigError
 from bot.pipeline.flow import handlers
-from bot.pipeline.worker import Worker
+from bot.pipeline.worker import SHUTDOWN_GRACE_S, Worker
 from bot.services import Services, open_services
 from bot.settings import Settings
 from bot.store.models import Channel
@@ -64,10 +64,14 @@ async def serve(settings: Settings, *, with_web: bool, worker: bool) -> int:
         await run_app(app, settings.host, settings.port, stop, lambda: log.info("listening on http://%s:%s", settings.host, settings.port))
         return 0
     async with open_services(settings) as services:
-        runner = Worker(services.sessions, handlers(services), concurrency=settings.worker_concurrency)
+        runner = Worker(
+            services.sessions, handlers(services), concurrency=settings.worker_concurrency, lease_s=settings.worker_lease_s
+        )
         services.wake = runner.wake
-        task = asyncio.create_task(runner.run())
-        await stop.wait()
-        runner.stop()
-        await task
+        task = asyncio.create_task(runner.run(), name="relais-worker")
+        done, _ = await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if task in done:  # the worker itself failed (e.g. the database went away for good)
+            task.result()
+        log.info("stopping: finishing the jobs in hand for up to %.0f s, then releasing them", SHUTDOWN_GRACE_S)
+        await runner.shutdown(task, SHUTDOWN_GRACE_S)
     return 0

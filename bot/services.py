@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import jinja2
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.channels.registry import ChannelRegistry
 from bot.pipeline.rules import RuleSet
+from bot.pipeline.rules_schema import RulesStatus
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,6 +37,11 @@ class Services:
     wake: Callable[[], None] = lambda: None
     #: set to receive a message for every item that changes (live views, demo log)
     listeners: list[Callable[[str, dict[str, object]], None]] = field(default_factory=list)
+    #: the rules version in use and the error of the last failed reload (bot.pipeline.rules_reload)
+    rules_status: RulesStatus = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rules_status = RulesStatus(self.rules.version, datetime.now(UTC))
 
     def announce(self, event: str, data: dict[str, object]) -> None:
         """Tell listeners that something happened (``event`` such as "item.routed")."""
@@ -54,7 +61,7 @@ async def open_services(settings: Settings, *, load_model: bool = True) -> Async
     from bot.store import db
     from bot.store.queries import sync_experts
 
-    rules = load_rules(settings.rules_file)
+    rules = load_rules(settings.rules_file, settings.templates_dir)
     if db.is_sqlite(settings.database_url):
         await asyncio.to_thread(db.upgrade, settings.database_url)
     engine = db.create_engine(settings.database_url)

@@ -70,8 +70,16 @@ class Settings:
     webhook_max_bytes: int = 4 * 1024 * 1024
     poll_interval_s: float = 60.0
     worker_concurrency: int = 4
+    worker_lease_s: float = 120.0  # a claimed job is held this long, renewed while it runs
     reply_link_ttl_s: int = 7 * 24 * 3600
     timezone: str = "Europe/Paris"
+    metrics_token: Secret = field(default_factory=lambda: Secret(""))  # bearer token for /metrics
+    log_format: str = "text"  # text|json (bot.logs); read from the environment before the rest
+    retention_days: int | None = None  # erase item text and authors after this many days; None: keep
+    kpi_file: Path | None = None  # business calendar, digest, early warning (docs/kpis.md); None: defaults, all off
+    digest_schedule: str = ""  # e.g. "MON 08:00" in `timezone`; overrides kpi.yaml's digest.schedule
+    ui_language: str = "fr"  # the web UI's language for people who have not chosen one
+    rules_reload_s: float = 5.0  # how often the server looks for a changed rules file (bot.pipeline.rules_reload)
 
     @property
     def model_dir(self) -> Path:
@@ -126,25 +134,37 @@ _FIELDS: dict[str, str] = {
     "webhook_max_bytes": "RELAIS_WEBHOOK_MAX_BYTES",
     "poll_interval_s": "RELAIS_POLL_INTERVAL",
     "worker_concurrency": "RELAIS_WORKER_CONCURRENCY",
+    "worker_lease_s": "RELAIS_WORKER_LEASE",
     "reply_link_ttl_s": "RELAIS_REPLY_LINK_TTL",
     "timezone": "RELAIS_TIMEZONE",
+    "metrics_token": "RELAIS_METRICS_TOKEN",
+    "log_format": "RELAIS_LOG_FORMAT",
+    "retention_days": "RELAIS_RETENTION_DAYS",
+    "kpi_file": "RELAIS_KPI_FILE",
+    "digest_schedule": "RELAIS_DIGEST_SCHEDULE",
+    "ui_language": "RELAIS_UI_LANGUAGE",
+    "rules_reload_s": "RELAIS_RULES_RELOAD_INTERVAL",
 }
 
 
 def _convert(key: str, raw: str) -> Any:
     name = _FIELDS[key]
-    if key in ("secret_key", "fb_app_secret", "fb_verify_token"):
+    if key in ("secret_key", "fb_app_secret", "fb_verify_token", "metrics_token"):
         return Secret(raw)
-    if key in ("data_dir", "rules_file", "templates_dir", "models_dir"):
+    if key == "log_format":
+        if raw not in ("text", "json"):
+            raise ConfigError(f"{name} must be text or json, got {raw!r}")
+        return raw
+    if key in ("data_dir", "rules_file", "templates_dir", "models_dir", "kpi_file"):
         return Path(raw).expanduser()
-    if key in ("port", "webhook_max_bytes", "worker_concurrency", "reply_link_ttl_s"):
+    if key in ("port", "webhook_max_bytes", "worker_concurrency", "reply_link_ttl_s", "retention_days"):
         value = _int(name, raw)
         if key == "port" and value > 65535:
             raise ConfigError(f"{name} must be a TCP port (1-65535), got {raw!r}")
         if key == "webhook_max_bytes" and value < 1024 * 1024:
             raise ConfigError(f"{name} must be at least 1048576 (a batch of 1,000 updates)")
         return value
-    if key == "poll_interval_s":
+    if key in ("poll_interval_s", "worker_lease_s", "rules_reload_s"):
         return _float(name, raw)
     if key == "smtp_url":
         from bot.notify.smtp import SmtpSettings
@@ -160,6 +180,14 @@ def _convert(key: str, raw: str) -> Any:
         if not raw.startswith(("sqlite", "postgresql")):
             raise ConfigError(f"{name} must be a sqlite:/// or postgresql:// URL, got a {raw.split(':')[0]!r} URL")
         return raw
+    if key == "digest_schedule":
+        from bot.kpi.schedule import parse_schedule
+
+        try:
+            parse_schedule(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+        return raw
     if key == "timezone":
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -167,6 +195,10 @@ def _convert(key: str, raw: str) -> Any:
             ZoneInfo(raw)
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"{name} must be an IANA time zone such as Europe/Paris, got {raw!r}") from None
+        return raw
+    if key == "ui_language":
+        if raw not in ("fr", "en"):
+            raise ConfigError(f"{name} must be fr or en, got {raw!r}")
         return raw
     return raw
 

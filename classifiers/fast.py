@@ -6,6 +6,8 @@ as the fitted ``TfidfVectorizer``s build them (same tokens and n-grams, sublinea
 norm, union weights), and the class scores are a dot product with the coefficients. A test holds
 the probabilities to those of the scikit-learn pipeline within 1e-6. The char n-grams of each
 word are remembered with the word they came from, so an explanation credits words in one pass.
+That is the path of one text (``encode``); many texts are encoded together by
+``batch.BatchEncoder`` (``logits_texts``), into the same counts.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from sklearn.pipeline import Pipeline
 
+from classifiers.batch import BatchEncoder, count_pairs
 from classifiers.domain import Context
 from classifiers.features import VIEWS, cue_tokens, fold_accents, normalise
 from classifiers.language import detect_language
@@ -112,17 +115,36 @@ class _View:
 
     def weigh_many(self, columns: Sequence[list[int]]) -> csr_matrix:
         """One row per text, in this view's own columns, from each text's term occurrences."""
-        n_rows, width = len(columns), len(self.vocabulary)
+        n_rows = len(columns)
         lengths = np.fromiter(map(len, columns), dtype=np.int64, count=n_rows)
         flat = np.fromiter(chain.from_iterable(columns), dtype=np.int64, count=int(lengths.sum()))
-        keys = np.repeat(np.arange(n_rows, dtype=np.int64), lengths) * width + flat
-        keys, counts = np.unique(keys, return_counts=True)  # sorted by row, then column
-        rows, idx = np.divmod(keys, width)
-        per_row = np.bincount(rows, minlength=n_rows)
-        indptr = np.zeros(n_rows + 1, dtype=np.int64)
-        np.cumsum(per_row, out=indptr[1:])
-        values = self._transform(idx, counts.astype(np.float64), per_row)
-        return csr_matrix((values, idx, indptr), shape=(n_rows, width))
+        return self.weigh_pairs(np.repeat(np.arange(n_rows, dtype=np.int64), lengths), flat, n_rows)
+
+    def weigh_pairs(self, rows: np.ndarray, columns: np.ndarray, n_rows: int) -> csr_matrix:
+        """One row per text, in this view's own columns, from (text, column) term occurrences."""
+        counts = count_pairs(rows, columns, n_rows, len(self.vocabulary))
+        values = self._transform(counts.indices, counts.data, np.diff(counts.indptr))
+        return csr_matrix((values, counts.indices, counts.indptr), shape=counts.shape)
+
+    def score_counts(self, counts: csr_matrix, coef: np.ndarray) -> np.ndarray:
+        """Class scores of (texts x this view's columns) term counts: ``weigh(...) @ coef``,
+        with each row's l2 norm applied to its scores rather than to each of its values."""
+        if self.binary:
+            data = np.ones(len(counts.data))
+        else:
+            data = counts.data.astype(np.float64)
+            if self.sublinear:
+                repeated = data > 1
+                data[repeated] = np.log(data[repeated]) + 1.0
+        if self.idf is not None:
+            data *= self.idf[counts.indices]
+        weighed = csr_matrix((data, counts.indices, counts.indptr), shape=counts.shape)
+        scores = np.asarray(weighed @ coef)
+        if self.norm == "l2":
+            rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
+            norms = np.sqrt(np.bincount(rows, weights=data * data, minlength=counts.shape[0]))
+            scores /= np.where(norms > 0, norms, 1.0)[:, None]
+        return scores * self.weight
 
 
 class FastScorer:
@@ -154,10 +176,25 @@ class FastScorer:
             intercept = np.array([0.0, intercept[0]])
         self._coef_t = np.ascontiguousarray(coef.T)  # (features, classes): rows gathered per text
         self._intercept = intercept
-        self._char_cache: dict[str, tuple[int, ...]] = {}
+        self._char_cache: dict[str, tuple[tuple[str, str, tuple[int, ...]], ...]] = {}
+        assert self._word.token_pattern is not None
+        self._batch: BatchEncoder | None = None  # None: word features it does not know
+        try:
+            self._batch = BatchEncoder(
+                self._word.vocabulary,
+                self._word.token_pattern.pattern,
+                self._word.ngram_range,
+                self._char_columns,
+                len(self._char.vocabulary),
+                self._cues.vocabulary,
+            )
+        except ValueError:
+            pass
 
     def clear_cache(self) -> None:
         self._char_cache.clear()
+        if self._batch is not None:
+            self._batch.clear_cache()
 
     # -- features ---------------------------------------------------------------------------
 
@@ -175,12 +212,19 @@ class FastScorer:
 
     def _char_parts(self, word: str) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
         """The accent-folded word (rarely several: folding can make a space) with the known
-        char n-gram columns of each part, by the rules of scikit-learn's ``char_wb`` analyzer
-        (the word padded with one space each side; a word not longer than n counted once,
-        whole). Remembered per word: a pure function of the word."""
+        char n-gram columns of each part (``_cut_char_parts``), remembered per word."""
         found = self._char_cache.get(word)
         if found is not None:
             return found
+        found = self._cut_char_parts(word)
+        if len(self._char_cache) < CHAR_CACHE_MAX:
+            self._char_cache[word] = found
+        return found
+
+    def _cut_char_parts(self, word: str) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
+        """By the rules of scikit-learn's ``char_wb`` analyzer: each folded part padded with
+        one space each side; a part not longer than n counted once, whole. A pure function of
+        the word."""
         low, high = self._char.ngram_range
         vocab = self._char.vocabulary
         parts = []
@@ -195,10 +239,10 @@ class FastScorer:
                 grams += [padded[i : i + n] for i in range(size - n + 1)]
             columns = tuple(j for j in map(vocab.get, grams) if j is not None)
             parts.append((folded, _EDGE_PUNCT.sub("", folded), columns))
-        found = tuple(parts)
-        if len(self._char_cache) < CHAR_CACHE_MAX:
-            self._char_cache[word] = found
-        return found
+        return tuple(parts)
+
+    def _char_columns(self, word: str) -> tuple[int, ...]:
+        return tuple(chain.from_iterable(part[2] for part in self._cut_char_parts(word)))
 
     def encode(self, text: str, context: Context) -> Encoded:
         normalised = normalise(text)
@@ -229,6 +273,23 @@ class FastScorer:
         encoded.indices = np.concatenate([idx for idx, _ in parts])
         encoded.values = np.concatenate([val for _, val in parts])
         return self._intercept + encoded.values @ self._coef_t[encoded.indices]
+
+    def logits_texts(
+        self, texts: Sequence[str], contexts: Sequence[Context]
+    ) -> tuple[np.ndarray, list[str]]:
+        """Class scores (one row per text) and languages of many texts, encoded together
+        (``batch.BatchEncoder``); texts containing NUL go through the per-text path."""
+        if not texts:
+            return np.empty((0, len(self._intercept))), []
+        if self._batch is None or not BatchEncoder.accepts(texts):
+            encoded = [self.encode(t, c) for t, c in zip(texts, contexts, strict=True)]
+            return self.logits(encoded), [e.language for e in encoded]
+        counts, languages = self._batch.encode(texts, contexts)
+        scores = np.tile(self._intercept, (len(texts), 1))
+        for view, matrix in zip((self._word, self._char, self._cues), counts, strict=True):
+            coef = self._coef_t[view.offset : view.offset + len(view.vocabulary)]
+            scores += view.score_counts(matrix, coef)
+        return scores, languages
 
     def logits(self, encoded: Sequence[Encoded], *, keep: bool = False) -> np.ndarray:
         """Class scores, one row per text; ``keep=True`` also fills each `indices`/`values`

@@ -31,7 +31,7 @@ from classifiers.metrics import scores
 # Bump when features or estimator change: older artifacts are then retrained, not loaded.
 RECIPE = "word12-charwb25-cues.25/logreg-newtoncg-C30-balanced/v1"
 ARTIFACT_FORMAT = 1
-CHUNK = 1000  # texts scored together by predict/logits: large enough to amortise, bounded memory
+CHUNK = 2000  # texts scored together by predict/logits: large enough to amortise, bounded memory
 
 
 def build_pipeline(seed: int = 0) -> Pipeline:
@@ -46,8 +46,9 @@ def build_pipeline(seed: int = 0) -> Pipeline:
 class Model:
     """A fitted pipeline plus its metadata. Predictions go through `FastScorer` (the pipeline's
     vocabularies and weights applied directly; `reference_logits` is the scikit-learn path).
-    Thread-safe: nothing changes after construction but two memo caches (per-word char
-    n-grams, explanation keys), whose entries are pure functions of their keys."""
+    Thread-safe: nothing changes after construction but memo caches (per-word char n-grams and
+    language votes, explanation keys), whose entries are pure functions of their keys; the batch
+    encoder's caches are filled and emptied under a lock."""
 
     def __init__(self, pipeline: Pipeline, metadata: dict[str, Any]) -> None:
         self._pipeline = pipeline
@@ -85,10 +86,10 @@ class Model:
 
     def logits(self, texts: Sequence[str], contexts: Sequence[Context] | None = None) -> np.ndarray:
         """Uncalibrated class scores, one row per text, columns in `classes` order."""
-        docs = as_docs(texts, contexts)
+        texts, contexts = _texts_and_contexts(texts, contexts)
         rows = [
-            self._fast.logits([self._fast.encode(text, context) for text, context in docs[i : i + CHUNK]])
-            for i in range(0, len(docs), CHUNK)
+            self._fast.logits_texts(texts[i : i + CHUNK], contexts[i : i + CHUNK])[0]
+            for i in range(0, len(texts), CHUNK)
         ]
         return np.vstack(rows) if rows else np.empty((0, len(self._classes)))
 
@@ -111,23 +112,34 @@ class Model:
         *,
         explain: bool = True,
     ) -> list[Prediction]:
-        """One prediction per text; ``explain=False`` leaves `explanation` empty (faster)."""
-        docs = as_docs(texts, contexts)
+        """One prediction per text; ``explain=False`` leaves `explanation` empty (faster). The
+        texts are encoded together (``batch.BatchEncoder``); explanations encode each text again
+        to credit its words."""
+        texts, contexts = _texts_and_contexts(texts, contexts)
         predictions: list[Prediction] = []
-        for start in range(0, len(docs), CHUNK):  # bounded memory for any batch size
-            encoded = [self._fast.encode(text, context) for text, context in docs[start : start + CHUNK]]
-            proba = softmax(self._fast.logits(encoded, keep=explain), self._temperature)
+        for start in range(0, len(texts), CHUNK):  # bounded memory for any batch size
+            chunk, chunk_contexts = texts[start : start + CHUNK], contexts[start : start + CHUNK]
+            logits, languages = self._fast.logits_texts(chunk, chunk_contexts)
+            proba = softmax(logits, self._temperature)
             best = proba.argmax(axis=1).tolist()
             confidence = proba.max(axis=1).tolist()
+            explanations: list[tuple[str, ...]] = [()] * len(chunk)
+            if explain:
+                pairs = zip(chunk, chunk_contexts, strict=True)
+                encoded = [self._fast.encode(text, context) for text, context in pairs]
+                self._fast.logits(encoded, keep=True)
+                explanations = [
+                    self._explainer.explain(e, k) for e, k in zip(encoded, best, strict=True)
+                ]
             predictions += [
                 Prediction(
                     label=self._classes[k],
                     confidence=confidence[i],
-                    language=enc.language,
-                    explanation=self._explainer.explain(enc, k) if explain else (),
+                    language=languages[i],
+                    explanation=explanations[i],
                     model_version=self.version,
                 )
-                for i, (enc, k) in enumerate(zip(encoded, best, strict=True))
+                for i, k in enumerate(best)
             ]
         return predictions
 
@@ -199,6 +211,17 @@ class Model:
         ):
             raise ArtifactIntegrityError(f"{artifact} does not hold a Relais model")
         return cls(payload["pipeline"], metadata)
+
+
+def _texts_and_contexts(
+    texts: Sequence[str], contexts: Sequence[Context] | None
+) -> tuple[list[str], list[Context]]:
+    texts = list(texts)
+    if contexts is None:
+        return texts, [Context()] * len(texts)
+    if len(contexts) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(contexts)} contexts")
+    return texts, list(contexts)
 
 
 def holdout_mask(examples: Sequence[Example], fraction: float) -> np.ndarray:

@@ -70,5 +70,10 @@ class Channel(Protocol):
     def is_own(self, author_id: str) -> bool:
         """True when ``author_id`` is the brand itself: never answer yourself."""
 
+    # Optional: ``async def find_public_reply(target, text, since) -> SentReply | None``, the
+    # brand's own public reply with exactly ``text`` under ``target`` created since ``since``
+    # (None: not there). The respond stage asks it after a crash mid-send before sending
+    # again; a channel without it (or raising NotImplementedError) leaves the reply in doubt.
+
     async def close(self) -> None:
         """Release HTTP sessions and threads."""

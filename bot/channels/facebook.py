@@ -235,6 +235,31 @@ class FacebookChannel:
                                           "comments", message=text), writing=True)
         return SentReply(platform_id=str(result["id"]))
 
+    async def find_public_reply(self, target: ReplyTarget, text: str, since: datetime) -> SentReply | None:
+        """The Page's own comment with exactly ``text``, created at or after ``since``, under
+        ``target`` or in its thread (a reply to a reply lands on the thread's top comment).
+
+        How a reply interrupted mid-call (worker killed) is checked before sending it again.
+        Reads at most 500 comments per object, newest last; raises our errors like any call.
+        """
+        wanted = text.strip()
+        for object_id in dict.fromkeys(filter(None, (target.external_id, target.parent_external_id))):
+            args: dict[str, Any] = {"fields": "id,message,from,created_time", "limit": 100}
+            for _ in range(5):
+                page = await self._call(partial(self._graph.get_connections, object_id, "comments", **args),
+                                        writing=False)
+                for comment in page.get("data") or []:
+                    author = (comment.get("from") or {}).get("id")
+                    created = comment.get("created_time")
+                    if (str(author) == self.page_id and str(comment.get("message", "")).strip() == wanted
+                            and (not created or parse_graph_time(created) >= since.replace(microsecond=0))):
+                        return SentReply(platform_id=str(comment["id"]))
+                after = ((page.get("paging") or {}).get("cursors") or {}).get("after")
+                if not (page.get("paging") or {}).get("next") or not after:
+                    break
+                args["after"] = after
+        return None
+
     async def reply_private(self, target: ReplyTarget, text: str) -> SentReply:
         """A Messenger private reply to a comment or visitor post, or an answer to a message."""
         if target.kind is ItemKind.MESSAGE:

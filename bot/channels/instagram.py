@@ -19,6 +19,7 @@ answer in public. Polling reads the first page of comments of each media
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -86,6 +87,10 @@ class InstagramChannel(FacebookChannel):
         result = await self._call(partial(self._graph.put_object, target.external_id, edge,
                                           message=text), writing=True)
         return SentReply(platform_id=str(result["id"]))
+
+    async def find_public_reply(self, target: ReplyTarget, text: str, since: datetime) -> SentReply | None:
+        """Not available for Instagram yet: an interrupted reply is left ``in_doubt`` for a person."""
+        raise NotImplementedError
 
     async def reply_private(self, target: ReplyTarget, text: str) -> SentReply:
         raise ReplyRejected("Relais cannot send Instagram private replies yet: answer in public "

@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -186,7 +186,7 @@ class XChannel:
         self._log_partial_errors(response, "tweet lookup")
         if response.data is None:
             raise ReplyRejected(f"X has no tweet {tweet_id} (deleted, or not visible)")
-        users = {str(u.data["id"]): u.data for u in (response.includes or {}).get("users", [])}
+        users = _users(response)
         item = self._item(response.data.data, users)
         return replace(item, kind=ItemKind.POST) if item.is_brand_post else item
 
@@ -197,6 +197,28 @@ class XChannel:
         response = await self._call(self._client.create_tweet(
             text=text, in_reply_to_tweet_id=target.external_id, user_auth=True), writing=True)
         return SentReply(platform_id=str(response.data["id"]))
+
+    async def find_public_reply(self, target: ReplyTarget, text: str, since: datetime) -> SentReply | None:
+        """The account's own reply tweet to ``target`` created since ``since`` (the account's
+        timeline, ``GET /2/users/:id/tweets``, at most 500 tweets), or None.
+
+        How a reply interrupted mid-call (worker killed) is checked before sending it again.
+        Matched on the replied-to tweet, not the text (X rewrites links to t.co): Relais
+        answers an item once, so any reply of ours to it since the reply was written is it.
+        """
+        token: str | None = None
+        for _ in range(5):
+            page = await self._call(self._client.get_users_tweets(
+                self.user_id, start_time=since, max_results=100, pagination_token=token,
+                tweet_fields=["referenced_tweets", "created_at"]), writing=False)
+            for tweet in page.data or []:
+                refs = tweet.data.get("referenced_tweets") or []
+                if any(r.get("type") == "replied_to" and str(r.get("id")) == target.external_id for r in refs):
+                    return SentReply(platform_id=str(tweet.data["id"]))
+            token = (page.meta or {}).get("next_token") if isinstance(page.meta, dict) else None
+            if not token:
+                return None
+        return None
 
     async def reply_private(self, target: ReplyTarget, text: str) -> SentReply:
         """A direct message to the author of ``target``."""
@@ -260,11 +282,11 @@ class XChannel:
                 expansions=["author_id", "referenced_tweets.id"], tweet_fields=TWEET_FIELDS,
                 user_fields=USER_FIELDS), writing=False)
             self._log_partial_errors(page, "mentions")
-            meta = page.meta or {}
-            users = {str(u.data["id"]): u.data for u in (page.includes or {}).get("users", [])}
+            meta = page.meta if isinstance(page.meta, dict) else {}
+            users = _users(page)
             newest = str(meta["newest_id"]) if meta.get("newest_id") else None
-            yield _Page([self._item(tweet.data, users) for tweet in page.data or []], newest)
-            token = meta.get("next_token")
+            yield _Page(self._readable(page.data, users, self._item), newest)
+            token = _token(meta)
             if not token or token in seen_tokens:
                 return
             seen_tokens.add(token)
@@ -287,18 +309,22 @@ class XChannel:
                 dm_event_fields=DM_EVENT_FIELDS, expansions=["sender_id"],
                 user_fields=USER_FIELDS, user_auth=True), writing=False)
             self._log_partial_errors(page, "direct messages")
-            users = {str(u.data["id"]): u.data for u in (page.includes or {}).get("users", [])}
+            users = _users(page)
             done = False
             for event in page.data or []:
                 data = event.data
-                created = _x_datetime(data.get("created_at"))
-                if (since_id and int(data["id"]) <= int(since_id)) or (start and created < start):
+                try:
+                    created, seen = _x_datetime(data.get("created_at")), bool(since_id and int(data["id"]) <= int(since_id))
+                except (KeyError, ValueError, TypeError, OverflowError):
+                    log.warning("X %s: skipping a DM event without id or time: %r", self.config.name, data)
+                    continue
+                if seen or (start and created < start):
                     done = True
                     break
                 newest = newest or str(data["id"])
                 if not self.is_own(str(data.get("sender_id", ""))):
-                    items.append(self._message(data, users))
-            token = (page.meta or {}).get("next_token")
+                    items += self._readable([event], users, self._message)
+            token = _token(page.meta)
             if done or not token or token in seen_tokens:
                 return items, newest
             seen_tokens.add(token)
@@ -318,6 +344,17 @@ class XChannel:
             thread_external_id=conversation or None,
             permalink=f"https://x.com/messages/{conversation}" if conversation else None,
             raw=event)
+
+    def _readable(self, objects: Any, users: dict[str, dict[str, Any]],
+                  read: Callable[[dict[str, Any], dict[str, dict[str, Any]]], InboundItem]) -> list[InboundItem]:
+        """``read`` applied to each tweet or DM event; one that cannot be read is skipped with a warning."""
+        items = []
+        for obj in objects or []:
+            try:
+                items.append(read(obj.data, users))
+            except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+                log.warning("X %s: skipping an unreadable object (%r): %r", self.config.name, exc, obj.data)
+        return items
 
     def _log_partial_errors(self, response: Any, what: str) -> None:
         """A 200 may carry ``errors[]`` beside ``data`` (a deleted referenced tweet...)."""
@@ -348,6 +385,10 @@ class XChannel:
             raise Transient(f"X answered unexpectedly: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Transient(f"X unreachable: {exc!r}") from exc
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:  # tweepy could not read the answer
+            if writing:  # it may be posted: not a ChannelError, so the respond stage parks it in doubt
+                raise
+            raise Transient(f"X sent an answer that cannot be read: {exc!r}") from exc
 
     def _forbidden(self, exc: tweepy.Forbidden, problem: str, writing: bool) -> ChannelError:
         """403 on a reply is usually about that reply (duplicate, too long, not allowed)."""
@@ -358,8 +399,23 @@ class XChannel:
         return TokenInvalid(f"X forbids this for these credentials: {_detail(exc)}")
 
 
+def _users(response: Any) -> dict[str, dict[str, Any]]:
+    """The answer's ``includes.users`` by id; an odd shape gives none."""
+    includes = getattr(response, "includes", None)
+    users = includes.get("users") if isinstance(includes, dict) else None
+    return {str(u.data["id"]): u.data for u in users if isinstance(getattr(u, "data", None), dict)
+            and "id" in u.data} if isinstance(users, list) else {}
+
+
+def _token(meta: object) -> str | None:
+    """``meta.next_token``, the next page, when it is a string."""
+    token = meta.get("next_token") if isinstance(meta, dict) else None
+    return token if isinstance(token, str) and token else None
+
+
 def _x_datetime(value: object) -> datetime:
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _detail(exc: tweepy.HTTPException) -> str:

@@ -29,6 +29,7 @@ from bot.app import SERVICES, create_app
 from bot.channels.simulated.graph_api import FakeGraphAPI
 from bot.channels.simulated.x_api import FakeXAPI
 from bot.demo.experts import run_experts
+from bot.demo.login import demo_login
 from bot.demo.mailcatcher import MailCatcher
 from bot.demo.script import ALT_AUTHORS, BRAND_POSTS, SCENES, Scene
 from bot.services import Services
@@ -163,6 +164,7 @@ def _masked(url: str) -> str:
 
 async def run_demo(args: argparse.Namespace) -> int:
     settings = demo_settings(args)
+    logs.hide_settings(settings)  # its secrets (app secret, keys, passwords) never reach a log line
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -190,11 +192,13 @@ async def run_demo(args: argparse.Namespace) -> int:
 
     app = create_app(settings, extra_routes=demo_routes)
     started = time.monotonic()
+    login: dict[str, str] = {}
 
     async def setup(app: web.Application) -> None:
         services = app[SERVICES]
         await _register_channels(services, page_id, graph_url, x_id, x_url, tokens)
         services.listeners.append(Console(services, started))
+        login["email"], login["password"] = await demo_login(services)
 
     app.on_startup.append(setup)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -213,6 +217,8 @@ Relais demo is running (database {_masked(settings.database_url)})
   the simulated Facebook Page:  {graph_url}/__page/{page_id}
   the simulated X account:      {x_url}/__account/{x_id}
   health:                       {settings.base_url}/healthz
+  triage UI:                    {settings.base_url}/login
+    log in as {login["email"]} with the password {login["password"]}
 Scripted experts answer most items after a few seconds. Ctrl-C stops.
 """,
         flush=True,

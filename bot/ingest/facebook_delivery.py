@@ -238,7 +238,10 @@ def _timestamp(value: object) -> datetime | None:
     if not isinstance(value, (int, float)) or value <= 0:
         return None
     seconds = value / 1000 if value > 100_000_000_000 else value  # ms after 1973 in seconds
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):  # beyond year 9999, inf, NaN: not a time
+        return None
 
 
 def _list(value: object) -> list[Any]:

@@ -16,9 +16,11 @@ from sqlalchemy import select
 
 from bot.errors import TokenInvalid
 from bot.ingest.store_items import store_items
+from bot.kpi.jobs import schedule_kpi_jobs
 from bot.notify.alerts import alert_community_manager, mark_token_invalid
 from bot.notify.compose import one_line
 from bot.pipeline import queue
+from bot.privacy.retention import schedule_retention
 from bot.services import Services
 from bot.store.models import Channel, utcnow
 
@@ -78,6 +80,8 @@ async def schedule_polls(services: Services, stop: asyncio.Event, tick_s: float 
                     await queue.enqueue(
                         session, "poll_channel", {"channel_id": ch.id}, dedupe_key=f"poll:{ch.id}:{slot}", max_attempts=3
                     )
+                await schedule_kpi_jobs(services, session, now)
+                await schedule_retention(session, now)  # bot.privacy.retention, once a day
             services.wake()
         except Exception:  # noqa: BLE001 - the scheduler must outlive a database hiccup
             log.exception("poll scheduler tick failed")

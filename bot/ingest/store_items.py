@@ -18,6 +18,7 @@ from bot.domain import ChangeVerb, InboundItem
 from bot.ingest.facebook_delivery import Reaction
 from bot.kpi import events
 from bot.pipeline import queue
+from bot.privacy.erase import erase_items
 from bot.store.db import dialect_insert
 from bot.store.models import Channel, Item, utcnow
 
@@ -77,8 +78,13 @@ async def _apply_change(session: AsyncSession, item: InboundItem, result: Ingest
     )
     if row is None:
         return
-    if item.verb is ChangeVerb.REMOVE:
-        row.text, row.status = "", "removed"
+    if row.erased_at is not None:
+        return  # erased (retention, privacy erase, deleted on the platform): nothing comes back
+    if item.verb is ChangeVerb.REMOVE:  # deleted on the platform: erase, not only hide
+        row.status = "removed"
+        await erase_items(session, [row.id])
+        result.updated.append(row.id)
+        return
     elif item.verb is ChangeVerb.HIDE:
         row.is_hidden = True
     elif item.verb is ChangeVerb.UNHIDE:

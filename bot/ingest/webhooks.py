@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 from collections import defaultdict
 
 from aiohttp import web
@@ -34,6 +35,49 @@ def signature_ok(app_secret: str, body: bytes, header: str | None) -> bool:
         return False
     expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected.encode(), header[len("sha256="):].strip().lower().encode("utf-8", "replace"))
+
+
+#: Meta's bodies nest a few levels; far deeper is hostile (and would exhaust the stack later).
+MAX_JSON_DEPTH = 64
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400: valid JSON, but PostgreSQL cannot store it
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def json_problem(body: bytes) -> str | None:
+    """Why ``body`` is not a delivery we can store, or None.
+
+    Strict JSON: no NaN, Infinity or number beyond a double, no unpaired UTF-16
+    surrogate (PostgreSQL refuses them all), nested at most :data:`MAX_JSON_DEPTH` levels.
+    """
+    try:
+        value = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except (ValueError, UnicodeDecodeError):
+        return "body is not valid JSON"
+    except RecursionError:
+        return f"body is nested more than {MAX_JSON_DEPTH} levels deep"
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return f"body is nested more than {MAX_JSON_DEPTH} levels deep"
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return "body holds an unpaired UTF-16 surrogate (\\ud800-\\udfff)"
+            continue
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node if isinstance(node, list) else []
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | str))
+    return None
 
 
 class DeliveryWriter:
@@ -76,19 +120,22 @@ class DeliveryWriter:
 
     async def _write(self, bodies: list[bytes]) -> list[int]:
         now = utcnow()
-        async with self.services.sessions.begin() as session:
-            rows = [Delivery(platform="facebook", body=body, received_at=now) for body in bodies]
-            session.add_all(rows)
-            await session.flush()
-            await session.execute(
+        # Core statements on a plain connection (no ORM unit of work): two INSERTs, one commit.
+        async with self.services.engine.begin() as conn:
+            stored = await conn.execute(
+                insert(Delivery).returning(Delivery.id, sort_by_parameter_order=True),
+                [{"platform": "facebook", "body": body, "received_at": now} for body in bodies],
+            )
+            ids = [int(delivery_id) for delivery_id in stored.scalars()]
+            await conn.execute(
                 insert(Job),
                 [
-                    {"kind": "ingest_delivery", "payload": {"delivery_id": row.id}, "dedupe_key": f"delivery:{row.id}",
+                    {"kind": "ingest_delivery", "payload": {"delivery_id": i}, "dedupe_key": f"delivery:{i}",
                      "status": "queued", "attempts": 0, "max_attempts": 8, "run_at": now, "created_at": now}
-                    for row in rows
+                    for i in ids
                 ],
             )
-            return [row.id for row in rows]
+            return ids
 
 
 def facebook_routes(services: Services) -> list[web.RouteDef]:
@@ -116,10 +163,9 @@ def facebook_routes(services: Services) -> list[web.RouteDef]:
         if not signature_ok(settings.fb_app_secret.reveal(), body, request.headers.get("X-Hub-Signature-256")):
             log.warning("facebook webhook: missing or wrong signature from %s", request.remote)
             return web.Response(status=403, text="invalid or missing X-Hub-Signature-256\n")
-        try:
-            json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return web.Response(status=400, text="body is not valid JSON\n")
+        problem = json_problem(body)
+        if problem:
+            return web.Response(status=400, text=f"{problem}\n")
         await writer.store(body)  # committed (with its job) before the 200
         return web.Response(text="EVENT_RECEIVED\n")
 
@@ -134,7 +180,7 @@ async def ingest_delivery(services: Services, delivery_id: int) -> None:
             return
         try:
             items = parse_delivery(json.loads(delivery.body))
-        except (InvalidDelivery, ValueError) as exc:
+        except (InvalidDelivery, ValueError, RecursionError) as exc:
             log.warning("delivery %s could not be read: %r", delivery_id, str(exc))
             delivery.processed_at = utcnow()
             return

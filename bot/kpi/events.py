@@ -7,6 +7,12 @@ Names (seconds unless said otherwise; docs/architecture.md, "KPI events", define
 - ``first_response_s``    platform ``created_time`` -> first reply sent (public or private)
 - ``public_ack_s``        platform ``created_time`` -> first public reply or acknowledgement
 - ``expert_response_s``   notification email queued -> the expert's reply sent
+- ``private_resolution_s``  platform ``created_time`` -> first private reply sent
+- ``resolution_s``        platform ``created_time`` -> ``items.resolved_at`` (marked resolved)
+
+The last two are derived from the base tables by :func:`bot.kpi.report.refresh`;
+``kpi_events.business_seconds`` (the same span in working time) is filled there
+too, once per event. docs/kpis.md defines every KPI.
 
 An event is recorded at most once per item and name (a retried stage records nothing twice).
 """
@@ -26,6 +32,8 @@ TIME_TO_ASSIGNMENT = "time_to_assignment_s"
 FIRST_RESPONSE = "first_response_s"
 PUBLIC_ACK = "public_ack_s"
 EXPERT_RESPONSE = "expert_response_s"
+PRIVATE_RESOLUTION = "private_resolution_s"
+RESOLUTION = "resolution_s"
 
 
 def elapsed(start: datetime, end: datetime) -> float:

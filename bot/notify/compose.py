@@ -25,7 +25,9 @@ from markupsafe import Markup, escape
 log = logging.getLogger(__name__)
 
 LANGUAGES = ("fr", "en")
-KINDS_OF_MAIL = ("new", "reminder", "escalation")
+#: escalated: to the new assignee at 100 %; handover: to the one it was taken from;
+#: fyi: a copy for a person a rule notifies
+KINDS_OF_MAIL = ("new", "reminder", "escalation", "escalated", "handover", "fyi")
 SUBJECT_MAX_CHARS = 160
 STRINGS_TEMPLATE = "emails/strings.json"
 
@@ -36,7 +38,10 @@ _EN_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 _EN_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
               "September", "October", "November", "December")
 _PLATFORMS = {"facebook": "Facebook", "instagram": "Instagram", "x": "X"}
-_HEADLINE_COLORS = {"new": "#1d4ed8", "reminder": "#b45309", "escalation": "#b91c1c"}
+_HEADLINE_COLORS = {
+    "new": "#1d4ed8", "reminder": "#b45309", "escalation": "#b91c1c",
+    "escalated": "#b91c1c", "handover": "#4b5563", "fyi": "#4b5563",
+}
 
 _LINE_BREAKS = re.compile("\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 _BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
@@ -79,6 +84,7 @@ class NotificationView:
     reply_url: str
     language: str
     kind_of_mail: str = "new"
+    priority: str = "normal"  # low|normal|high|urgent: shown unless normal
 
 
 @dataclass(frozen=True)
@@ -257,6 +263,7 @@ def compose_notification(env: jinja2.Environment, view: NotificationView) -> Com
         "terms": tuple(one_line(term) for term in explanation_terms(view.explanation, view.language) if one_line(term)),
         "rule_text": t["rule_text"].replace("{rule}", one_line(view.rule_name)),
         "reply_mode_text": t["reply_modes"].get(view.reply_mode, one_line(view.reply_mode)),
+        "priority_text": None if view.priority == "normal" else t["priorities"].get(view.priority, one_line(view.priority)),
         "suggested_reply": sanitize_for_display(view.suggested_reply).strip(),
         "reply_url": view.reply_url,
         "footer": t["footer"].replace("{item_id}", str(view.item_id)),

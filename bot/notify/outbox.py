@@ -16,14 +16,17 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.kpi.calendar import BusinessCalendar
 from bot.notify import links
 from bot.notify.compose import NotificationView, compose_notification, draft_reply
 from bot.notify.smtp import SmtpRejected, SmtpSettings, build_message, send
 from bot.pipeline import queue
 from bot.pipeline.classify import thread_parent
+from bot.pipeline.sla_clock import calendar_for, step_time
+from bot.pipeline.teams import unavailable
 from bot.pipeline.worker import PermanentFailure
 from bot.services import Services
-from bot.store.models import Assignment, Channel, Email, Expert, Item, utcnow
+from bot.store.models import Assignment, Channel, Email, EmailPart, Expert, Item, utcnow
 from bot.store.queries import latest_assignment, latest_classification
 
 log = logging.getLogger(__name__)
@@ -40,14 +43,27 @@ OPEN = ("routed", "notified")
 
 
 async def _queue_mail(
-    services: Services, session: AsyncSession, item: Item, assignment: Assignment, recipient: Expert, kind: str
+    services: Services,
+    session: AsyncSession,
+    item: Item,
+    assignment: Assignment,
+    recipient: Expert,
+    kind: str,
+    *,
+    reply_link: bool = True,
 ) -> Email:
-    """Compose the mail about ``item`` for ``recipient`` (with a reply link of theirs) into the outbox."""
+    """Compose the mail about ``item`` for ``recipient`` into the outbox: with a reply
+    link of theirs, or (``reply_link=False``: FYI copies, hand-overs) a link to the
+    item's page in the triage UI."""
     settings = services.settings
     label = await latest_classification(session, item.id)
     parent = await thread_parent(session, item)
     grandparent = await thread_parent(session, parent) if parent and parent.kind != "post" else None
-    token = await links.create_link(session, settings.secret_key.reveal(), item.id, recipient.id, settings.reply_link_ttl_s)
+    if reply_link:
+        token = await links.create_link(session, settings.secret_key.reveal(), item.id, recipient.id, settings.reply_link_ttl_s)
+        url = f"{settings.base_url}/reply/{token}"
+    else:
+        url = f"{settings.base_url}/ui/items/{item.id}"
     language = recipient.language if recipient.language in ("fr", "en") else "fr"
     channel = await session.get(Channel, item.channel_id) if item.channel_id else None
     page_name = channel.name if channel else item.platform
@@ -75,14 +91,15 @@ async def _queue_mail(
         expert_timezone=recipient.timezone,
         suggested_reply=draft_reply(
             services.templates,
-            category,
+            assignment.template or category,
             item.language if item.language in ("fr", "en") else language,
             author_name=item.author_name,
             page_name=page_name,
         ),
-        reply_url=f"{settings.base_url}/reply/{token}",
+        reply_url=url,
         language=language,
         kind_of_mail={"notification": "new"}.get(kind, kind),
+        priority=assignment.priority,
     )
     mail = compose_notification(services.templates, view)
     email = Email(
@@ -113,17 +130,34 @@ async def notify_expert(services: Services, assignment_id: int) -> None:
             return  # a retried job, or the item was answered or removed meanwhile
         await _queue_mail(services, session, item, assignment, expert, "notification")
         item.status = "notified"
-        await _schedule_sla(session, item, assignment)
+        await _schedule_sla(services, session, item, assignment, expert)
     services.wake()
     services.announce("item.notified", {"item_id": item.id, "expert": expert.email})
 
 
-async def _schedule_sla(session: AsyncSession, item: Item, assignment: Assignment) -> None:
-    """One ``sla_check`` job per step still ahead (the escalation always, at the due time at the latest)."""
+#: ``assignments.assigned_by`` of an assignment made by the escalation: it is not escalated again
+ESCALATED_BY = "relais:escalation"
+
+
+def _calendar(services: Services, assignment: Assignment, expert: Expert | None) -> BusinessCalendar | None:
+    """The working calendar of a business-hours assignment (None: calendar time)."""
+    if not assignment.sla_business_hours:
+        return None
+    rules = services.rules
+    rule = next((r for r in rules.rules if r.name == assignment.rule_name), None)
+    return calendar_for(rules, expert.email if expert else None, rule.team if rule else None, services.settings.timezone)
+
+
+async def _schedule_sla(services: Services, session: AsyncSession, item: Item, assignment: Assignment, expert: Expert) -> None:
+    """One ``sla_check`` job per step still ahead (the escalation always, at the due time at the latest).
+
+    An assignment made by the escalation has no schedule: an item escalates once."""
+    if assignment.assigned_by == ESCALATED_BY:
+        return
     now = utcnow()
-    target = assignment.sla_due - item.created_time
+    calendar = _calendar(services, assignment, expert)
     for number, (kind, fraction) in enumerate(SLA_STEPS):
-        at = item.created_time + target * fraction
+        at = step_time(item.created_time, assignment.sla_due, fraction, calendar)
         if at <= now and kind == "reminder":
             continue  # the item reached us late: no reminder about a moment already past
         await queue.enqueue(
@@ -135,9 +169,43 @@ async def _schedule_sla(session: AsyncSession, item: Item, assignment: Assignmen
         )
 
 
+async def _escalation_target(session: AsyncSession, services: Services, assignment: Assignment, current: Expert) -> tuple[Expert | None, str]:
+    """Who takes over an item at 100 % of its target: for a rule that names a team, the
+    team's lead (else its backup); else the expert's backup. Must be available (caps
+    aside) and someone else. (None, why) when nobody."""
+    rules = services.rules
+    rule = next((r for r in rules.rules if r.name == assignment.rule_name), None)
+    candidates: list[tuple[str, str]] = []
+    team = rules.teams.get(rule.team) if rule is not None and rule.team else None
+    if team is not None:
+        candidates += [(team.lead, "team lead")] if team.lead else []
+        candidates += [(team.backup, "team backup")] if team.backup else []
+    spec = rules.experts.get(current.email)
+    if spec is not None and spec.backup:
+        candidates.append((spec.backup, "backup"))
+    for email, role in candidates:
+        if email == current.email:
+            continue
+        row = await session.scalar(select(Expert).where(Expert.email == email))
+        if row is None:
+            continue
+        why = unavailable(rules.experts[email], row, 0, utcnow(), services.settings.timezone)
+        if why is None:
+            return row, role
+    return None, "no backup or team lead available"
+
+
 async def sla_check(services: Services, assignment_id: int, step: int) -> None:
-    """A reminder to the expert, or the escalation to the community manager, if the item is still open."""
+    """A reminder to the expert, or at 100 % the escalation, if the item is still open.
+
+    The escalation hands the item to the expert's backup or the team lead (a new
+    assignment: they get an ``escalated`` mail with a reply link of their own, the
+    previous expert a ``handover`` mail) and tells the community manager. Without
+    anyone to hand it to, only the community manager is told. It all happens in one
+    transaction, once: the job's dedupe key is per assignment and step, and the new
+    assignment schedules no SLA steps of its own."""
     kind, fraction = SLA_STEPS[step]
+    told: list[str] = []
     async with services.sessions.begin() as session:
         assignment = await session.get(Assignment, assignment_id)
         if assignment is None or assignment.expert_id is None:
@@ -148,15 +216,63 @@ async def sla_check(services: Services, assignment_id: int, step: int) -> None:
         latest = await latest_assignment(session, item.id)
         if latest is None or latest.id != assignment.id:
             return  # a newer assignment has its own schedule
-        recipient = await session.get(Expert, assignment.expert_id)
-        if kind == "escalation":
+        expert = await session.get(Expert, assignment.expert_id)
+        assert expert is not None
+        if kind == "reminder":
+            await _queue_mail(services, session, item, assignment, expert, kind)
+            told.append(expert.email)
+        else:
+            target, role = await _escalation_target(session, services, assignment, expert)
+            if target is not None:
+                handed = Assignment(
+                    item_id=item.id,
+                    expert_id=target.id,
+                    rule_name=assignment.rule_name,
+                    rules_version=assignment.rules_version,
+                    reply_mode=assignment.reply_mode,
+                    sla_due=assignment.sla_due,
+                    sla_business_hours=assignment.sla_business_hours,
+                    priority=assignment.priority,
+                    template=assignment.template,
+                    trace=[*assignment.trace, f"escalated at 100 %: {expert.email} -> {target.email} ({role})"],
+                    assigned_by=ESCALATED_BY,
+                    assigned_at=utcnow(),
+                )
+                session.add(handed)
+                await session.flush()
+                await _queue_mail(services, session, item, handed, target, "escalated")
+                await _queue_mail(services, session, item, handed, expert, "handover", reply_link=False)
+                told += [target.email, expert.email]
             cm = services.rules.community_manager
             manager = await session.scalar(select(Expert).where(Expert.email == cm)) if cm else None
-            recipient = manager or recipient
-        assert recipient is not None
-        await _queue_mail(services, session, item, assignment, recipient, kind)
+            if manager is not None and manager.email not in told:
+                await _queue_mail(services, session, item, assignment, manager, "escalation")
+                told.append(manager.email)
+            elif manager is None and target is None:
+                await _queue_mail(services, session, item, assignment, expert, "escalation")
+                told.append(expert.email)
     services.wake()
-    services.announce(f"item.{kind}", {"item_id": item.id, "to": recipient.email, "at": f"{int(fraction * 100)} %"})
+    services.announce(f"item.{kind}", {"item_id": item.id, "to": ", ".join(told), "at": f"{int(fraction * 100)} %"})
+
+
+async def notify_fyi(services: Services, assignment_id: int, emails: list[str]) -> None:
+    """An FYI copy of an item for each person a rule's ``notify`` names, once per item and
+    person (a copy already in the outbox is not written again)."""
+    async with services.sessions.begin() as session:
+        assignment = await session.get(Assignment, assignment_id)
+        if assignment is None:
+            return
+        item = await session.get(Item, assignment.item_id, with_for_update=True)
+        if item is None:
+            return
+        sent = set(
+            (await session.scalars(select(Email.to_address).where(Email.item_id == item.id, Email.kind == "fyi"))).all()
+        )
+        people = (await session.scalars(select(Expert).where(Expert.email.in_(emails)))).all()
+        for person in people:
+            if person.email not in sent:
+                await _queue_mail(services, session, item, assignment, person, "fyi", reply_link=False)
+    services.wake()
 
 
 async def send_email(services: Services, email_id: int) -> None:
@@ -165,6 +281,7 @@ async def send_email(services: Services, email_id: int) -> None:
         email = await session.get(Email, email_id)
         if email is None or email.status == "sent":
             return
+        parts = (await session.scalars(select(EmailPart).where(EmailPart.email_id == email_id).order_by(EmailPart.id))).all()
         message = build_message(
             sender=services.settings.mail_from,
             to=email.to_address,
@@ -172,6 +289,7 @@ async def send_email(services: Services, email_id: int) -> None:
             text=email.body_text,
             html=email.body_html,
             message_id=email.message_id,
+            inline_images=[(p.cid, p.content_type, p.data) for p in parts],
         )
     smtp = SmtpSettings.from_url(services.settings.smtp_url)
     try:

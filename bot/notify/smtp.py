@@ -140,6 +140,7 @@ def build_message(
     message_id: str,
     headers: dict[str, str] | None = None,
     date: datetime | None = None,
+    inline_images: list[tuple[str, str, bytes]] | None = None,
 ) -> EmailMessage:
     """A UTF-8 message: text/plain, or multipart/alternative (text then HTML).
 
@@ -149,7 +150,8 @@ def build_message(
     characters in the subject and extra header values become spaces; a sender,
     recipient or Message-ID containing them raises ValueError, as does an extra
     header that would override one set here. ``Auto-Submitted: auto-generated``
-    is added unless ``headers`` sets it.
+    is added unless ``headers`` sets it. ``inline_images`` are (cid, content type,
+    bytes) parts the HTML shows as ``<img src="cid:...">`` (multipart/related).
     """
     message = EmailMessage()
     message["From"] = _address(sender, "sender")
@@ -165,6 +167,11 @@ def build_message(
     message.set_content(text, subtype="plain", charset="utf-8")
     if html is not None:
         message.add_alternative(html, subtype="html", charset="utf-8")
+        html_part = message.get_body(("html",))
+        for cid, content_type, data in inline_images or ():
+            maintype, _, subtype = content_type.partition("/")
+            assert html_part is not None
+            html_part.add_related(data, maintype=maintype, subtype=subtype, cid=f"<{cid}>", disposition="inline")
     return message
 
 

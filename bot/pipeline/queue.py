@@ -116,6 +116,44 @@ async def complete(session: AsyncSession, job_id: int, worker_id: str) -> None:
     )
 
 
+async def complete_many(session: AsyncSession, job_ids: list[int], worker_id: str) -> None:
+    """Mark a batch of jobs done in one statement (only those this worker still holds)."""
+    if job_ids:
+        await session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.locked_by == worker_id, Job.status == "running")
+            .values(status="done", finished_at=utcnow(), locked_until=None, last_error=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def renew(session: AsyncSession, job_ids: list[int], worker_id: str, lease_s: float) -> int:
+    """Extend the lease of jobs this worker still runs; returns how many it still holds."""
+    if not job_ids:
+        return 0
+    result = await session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.locked_by == worker_id, Job.status == "running")
+        .values(locked_until=utcnow() + timedelta(seconds=lease_s))
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)
+
+
+async def release(session: AsyncSession, job_ids: list[int], worker_id: str) -> int:
+    """Give back jobs this worker claimed but will not finish (shutdown): due at once,
+    the attempt not counted, so another worker takes them without waiting for the lease."""
+    if not job_ids:
+        return 0
+    result = await session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.locked_by == worker_id, Job.status == "running")
+        .values(status="queued", attempts=Job.attempts - 1, run_at=utcnow(), locked_until=None, locked_by=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)
+
+
 def backoff_seconds(attempts: int) -> float:
     """2, 4, 8 ... seconds (capped), with jitter so retries do not march in step."""
     base = min(MAX_BACKOFF_S, 2.0**attempts)

@@ -19,6 +19,7 @@ leaves the (already sent) private reply ``sent``, with a note.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -51,10 +52,6 @@ async def _prepare(services: Services, response_id: int) -> tuple[str, Channel, 
         response = await session.get(Response, response_id, with_for_update=True)
         if response is None or response.status in FINAL:
             return None
-        if response.status == "sending":
-            response.status = "in_doubt"
-            response.error = "the worker stopped while sending: check the platform before answering again"
-            return ("in_doubt", None, None, response)  # type: ignore[return-value]
         item = await session.get(Item, response.item_id)
         channel = await session.get(Channel, item.channel_id) if item and item.channel_id else None
         if item is None or channel is None:
@@ -79,17 +76,21 @@ async def respond(services: Services, response_id: int) -> None:
     if prepared is None:
         return
     step, channel_row, target, response = prepared
-    if step == "in_doubt":
-        raise PermanentFailure(f"reply {response_id} is in doubt: it may or may not be on the platform")
     if step == "ack_sending":
         await _finish(services, response_id, note="the public acknowledgement may not have been posted (interrupted)")
         return
     channel = await services.channels.get(channel_row)
+    if step == "sending":  # an earlier run stopped during the platform call
+        found = await _look_up(services, channel, target, response)
+        if found is not None:
+            await _finish(services, response_id, platform_id=found.platform_id, note="found on the platform after an interrupted send")
+            return
+        step = "pending"  # the platform has no such reply: send it now
     if step == "pending":
         sent = await _send_reply(services, channel, channel_row, target, response)
         if sent is None:
             return
-        if response.mode == "public" or not response.ack_text:
+        if response.mode in ("public", "ack") or not response.ack_text:
             await _finish(services, response_id, platform_id=sent.platform_id)
             return
         await _set(services, response_id, platform_id=sent.platform_id, status="private_sent")
@@ -97,12 +98,31 @@ async def respond(services: Services, response_id: int) -> None:
     await _send_ack(services, channel, channel_row, target, response)
 
 
+async def _look_up(services: Services, channel: ChannelAdapter, target: ReplyTarget, response: Response) -> SentReply | None:
+    """Ask the platform whether an interrupted reply was posted: the reply when it was,
+    None when it was not (sending again is safe). When the platform cannot be asked
+    (a private reply, a channel without ``find_public_reply``), the reply is parked as
+    ``in_doubt`` for a person, rather than risk a second answer. A platform error
+    (outage, rate limit) is raised: the job retries and asks again later."""
+    find = getattr(channel, "find_public_reply", None)
+    public = response.mode in ("public", "ack")
+    if find is not None and public:
+        try:
+            # the brand's own reply to this item, posted since the reply was written
+            return await find(target, response.text, since=response.created_at - timedelta(minutes=2))  # type: ignore[no-any-return]
+        except NotImplementedError:
+            pass
+    await _set(services, response.id, status="in_doubt",
+               error="the worker stopped while sending and the platform cannot be asked: check it before answering again")
+    raise PermanentFailure(f"reply {response.id} is in doubt: it may or may not be on the platform")
+
+
 async def _send_reply(
     services: Services, channel: ChannelAdapter, row: Channel, target: ReplyTarget, response: Response
 ) -> SentReply | None:
     """The reply itself. None when the platform refused it (the expert may correct it)."""
     try:
-        if response.mode == "public":
+        if response.mode in ("public", "ack"):  # ack: a rule's automatic public acknowledgement
             sent = await channel.reply_public(target, response.text)
         else:
             sent = await channel.reply_private(target, response.text)
@@ -166,8 +186,13 @@ async def _finish(services: Services, response_id: int, *, note: str | None = No
         response.status, response.sent_at, response.error = "sent", now, note
         if platform_id:
             response.platform_id = platform_id
-        item.status = "answered"
         since = events.elapsed(item.created_time, now)
+        if response.mode == "ack":
+            # a rule's automatic acknowledgement (bot.pipeline.rule_effects): a public
+            # acknowledgement, not the answer; the item stays with its expert
+            await events.record(session, events.PUBLIC_ACK, item, since, now, detail={"auto": True})
+            return
+        item.status = "answered"
         detail = {"mode": response.mode}
         await events.record(session, events.FIRST_RESPONSE, item, since, now, expert_id=response.expert_id, detail=detail)
         if response.mode == "public" or response.ack_platform_id:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from bot.domain import RouteDecision
 from bot.kpi import events
 from bot.pipeline import queue
 from bot.pipeline.classify import parent_is_ad
 from bot.pipeline.rules import DAYS, Condition, Hours, Rule, RuleSet, fold
+from bot.pipeline.sla_clock import calendar_for, due_time
 from bot.services import Services
 from bot.store.models import Assignment, Channel, Item, utcnow
 from bot.store.queries import latest_classification
@@ -45,6 +46,7 @@ class RoutingFacts:
     thread_id: str = ""  # the external id of its thread's root post
     created_time: datetime | None = None  # the platform's post time
     now: datetime | None = None  # the routing time (None: the clock, when a rule needs it)
+    in_crisis: bool = False  # items.in_crisis: a crisis incident covers the item
 
 
 class _Ctx:
@@ -119,6 +121,8 @@ def _leaves(when: Condition) -> list[Check | tuple[str, object]]:
         checks.append(
             ("if f.parent_is_ad != {v}: return 'parent is an ad' if f.parent_is_ad else 'parent is not an ad'", when.parent_is_ad)
         )
+    if when.crisis is not None:
+        checks.append(("if f.in_crisis != {v}: return 'in a crisis' if f.in_crisis else 'not in a crisis'", when.crisis))
     if when.campaigns is not None:
         checks.append(("if f.parent_id not in {v} and f.thread_id not in {v}: return 'not under a listed campaign'", when.campaigns))
     if when.min_followers is not None:
@@ -210,7 +214,7 @@ def _describe(when: Condition) -> str:
     names = {
         "categories": "category", "languages": "language", "platforms": "platform", "kinds": "kind",
         "pages": "page", "min_confidence": "min_confidence", "max_confidence": "max_confidence",
-        "parent_is_ad": "parent_is_ad", "campaigns": "campaign", "min_followers": "min_followers", "vip": "vip",
+        "parent_is_ad": "parent_is_ad", "crisis": "crisis", "campaigns": "campaign", "min_followers": "min_followers", "vip": "vip",
         "min_age": "min_age", "max_age": "max_age", "hours": "hours", "keywords": "keywords",
         "regex": "regex", "all_of": "all", "any_of": "any", "none_of": "not",
     }
@@ -334,11 +338,13 @@ def facts_of(item: Item, category: str, confidence: float, *, needs_review: bool
         thread_id=item.thread_external_id or "",
         created_time=item.created_time,
         now=now,
+        in_crisis=bool(item.in_crisis),
     )
 
 
 async def route_item(services: Services, item_id: int) -> None:
     """Store the routing decision for a classified item and queue the expert's email."""
+    from bot.pipeline.rule_effects import apply_effects
     from bot.pipeline.teams import pick
 
     async with services.sessions.begin() as session:
@@ -359,25 +365,36 @@ async def route_item(services: Services, item_id: int) -> None:
             channel=channel.external_id if channel else "",
             now=now,
         )
-        decision = route(facts, services.rules)
+        rules = services.rules  # one version for the whole decision, even if a reload swaps it
+        decision = route(facts, rules)
         trace = list(decision.trace)
+        rule = next(r for r in rules.rules if r.name == decision.rule_name)
         expert = None
         if not facts.needs_review:
-            rule = next(r for r in services.rules.rules if r.name == decision.rule_name)
-            expert, why = await pick(session, services.rules, rule, now, services.settings.timezone)
+            expert, why = await pick(session, rules, rule, now, services.settings.timezone)
             trace += why
+        calendar = None
+        if rule.business_hours:
+            calendar = calendar_for(rules, expert.email if expert else None, rule.team, services.settings.timezone)
         assignment = Assignment(
             item_id=item.id,
             expert_id=expert.id if expert else None,
             rule_name=decision.rule_name,
             rules_version=decision.rules_version,
             reply_mode=decision.reply_mode.value,
-            sla_due=item.created_time + timedelta(seconds=decision.sla_seconds),
+            sla_due=due_time(item.created_time, decision.sla_seconds, calendar),
+            sla_business_hours=calendar is not None,
+            priority=rule.priority,
+            template=rule.template,
             trace=trace,
             assigned_at=now,
         )
         session.add(assignment)
         await session.flush()
+        if not facts.needs_review:  # an item the model is unsure of is never hidden or answered by a rule
+            assignment.trace = trace + await apply_effects(
+                services, session, item, assignment, rule, channel.name if channel else item.platform
+            )
         if expert is None:
             item.status = "triage"
         else:

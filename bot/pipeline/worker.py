@@ -7,6 +7,7 @@ crash, so every stage checks what is already done before doing it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.errors import ChannelError, RateLimited, TokenInvalid
 from bot.pipeline import queue
 from bot.pipeline.queue import ClaimedJob
+from bot.web import metrics
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,11 @@ Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
 #: A channel whose token is dead keeps its jobs; they are looked at again after this delay.
 TOKEN_INVALID_RECHECK_S = 300.0
+
+#: On shutdown, jobs in hand get this long to finish before they are cancelled and released.
+#: Longer than a platform call's time-out (30 s): a reply call is never abandoned mid-flight
+#: (it could still land after another worker has checked the platform and sent it again).
+SHUTDOWN_GRACE_S = 35.0
 
 
 class PermanentFailure(Exception):
@@ -63,6 +70,17 @@ class Worker:
         self._stopping = True
         self._wake.set()
 
+    async def shutdown(self, task: asyncio.Task[None], grace_s: float) -> None:
+        """Stop ``task`` (running :meth:`run`): let the batch in hand finish for up to
+        ``grace_s`` seconds, then cancel it, which releases its unfinished jobs."""
+        self.stop()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace_s)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def run(self) -> None:
         """Claim and run jobs until :meth:`stop` (finishes the batch in hand)."""
         log.info("worker %s started", self.worker_id)
@@ -77,12 +95,54 @@ class Worker:
         log.info("worker %s stopped", self.worker_id)
 
     async def run_once(self) -> int:
-        """Claim one batch and run it. Returns how many jobs were handled."""
+        """Claim one batch and run it. Returns how many jobs were handled.
+
+        While the batch runs, its leases are renewed every quarter of ``lease_s``,
+        so a long job is not taken by another worker. The jobs that succeed are
+        marked done together, in one transaction. If the batch is cancelled
+        (shutdown), the finished jobs are still marked done and the others are
+        released at once, for another worker to take. Keep ``concurrency`` below
+        the database pool's size, so that the renewal always finds a connection.
+        """
         async with self.sessions.begin() as session:
             jobs = await queue.claim(session, self.worker_id, limit=self.concurrency, lease_s=self.lease_s)
-        if jobs:
-            await asyncio.gather(*(self._run(job) for job in jobs))
+        if not jobs:
+            return 0
+        pending = {job.id for job in jobs}
+        succeeded: list[int] = []
+        renewer = asyncio.create_task(self._renew(pending), name="relais-lease-renewal")
+        try:
+            await asyncio.gather(*(self._run(job, pending, succeeded) for job in jobs))
+        except asyncio.CancelledError:
+            await self._settle(succeeded, sorted(pending))
+            raise
+        finally:
+            renewer.cancel()
+        await self._settle(succeeded, [])
         return len(jobs)
+
+    async def _settle(self, succeeded: list[int], unfinished: list[int]) -> None:
+        async with self.sessions.begin() as session:
+            await queue.complete_many(session, succeeded, self.worker_id)
+            released = await queue.release(session, unfinished, self.worker_id)
+        if unfinished:
+            log.info("worker %s released %d unfinished job(s) %s", self.worker_id, released, unfinished)
+
+    async def _renew(self, pending: set[int]) -> None:
+        delay = self.lease_s / 4
+        while True:
+            await asyncio.sleep(delay)
+            ids = sorted(pending)
+            try:
+                async with self.sessions.begin() as session:
+                    held = await queue.renew(session, ids, self.worker_id, self.lease_s)
+            except Exception:  # noqa: BLE001 - the database is away or the pool busy: try again soon
+                log.warning("worker %s could not renew its leases", self.worker_id, exc_info=True)
+                delay = min(1.0, self.lease_s / 4)
+                continue
+            delay = self.lease_s / 4
+            if held < len(ids):
+                log.warning("worker %s lost the lease of %d job(s)", self.worker_id, len(ids) - held)
 
     async def drain(self, max_rounds: int = 10_000) -> int:
         """Run until no job is due (tests and one-shot commands). Returns jobs handled."""
@@ -94,7 +154,7 @@ class Worker:
             total += handled
         return total
 
-    async def _run(self, job: ClaimedJob) -> None:
+    async def _run(self, job: ClaimedJob, pending: set[int], succeeded: list[int]) -> None:
         handler = self.handlers.get(job.kind)
         try:
             if handler is None:
@@ -106,11 +166,13 @@ class Worker:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
             await self._record_failure(job, exc)
+            pending.discard(job.id)
         else:
-            async with self.sessions.begin() as session:
-                await queue.complete(session, job.id, self.worker_id)
+            pending.discard(job.id)
+            succeeded.append(job.id)
 
     async def _record_failure(self, job: ClaimedJob, exc: Exception) -> None:
+        metrics.job_failed(job.kind, exc)  # /metrics: failures, platform and SMTP errors
         error = f"{type(exc).__name__}: {exc}"
         async with self.sessions.begin() as session:
             if isinstance(exc, RateLimited):

@@ -39,6 +39,8 @@ class ImportRecord:
     label: str | None
     assignee: str | None
     responses: tuple[tuple[datetime, str, str], ...]
+    removed: bool = False  # the author deleted it (status "removed")
+    resolved_at: datetime | None = None  # marked resolved (items.resolved_at)
 
 
 def _time(value: Any, field: str) -> datetime:
@@ -91,7 +93,9 @@ def parse_line(data: Any) -> ImportRecord:
         is_ad=_flag(data, "is_ad"),
         raw={"imported": True},
     )
-    return ImportRecord(item, data.get("channel"), label, data.get("assignee"), tuple(sorted(responses)))
+    resolved_at = _time(data["resolved_at"], "resolved_at") if data.get("resolved_at") is not None else None
+    return ImportRecord(item, data.get("channel"), label, data.get("assignee"), tuple(sorted(responses)),
+                        removed=_flag(data, "removed"), resolved_at=resolved_at)
 
 
 def read_file(path: Path, experts: set[str] | None = None) -> list[ImportRecord]:
@@ -153,6 +157,9 @@ async def _history(session: AsyncSession, item: Item, record: ImportRecord, expe
         session.add(Assignment(item_id=item.id, expert_id=expert.id, rule_name="import", rules_version="import", reply_mode=record.responses[0][1] if record.responses else "public", sla_due=item.created_time, assigned_at=item.created_time))
     if not item.is_brand_post:
         item.status = "answered" if record.responses else "imported"
+        if record.removed:
+            item.status = "removed"
+    item.resolved_at = record.resolved_at
     for i, (sent_at, mode, text) in enumerate(record.responses):
         session.add(Response(item_id=item.id, expert_id=expert.id if expert else None, mode=mode, text=text, idempotency_key=f"import:{item.platform}:{item.external_id}:{i}", status="sent", sent_at=sent_at, created_at=sent_at))
     if record.responses:

@@ -75,6 +75,8 @@ class Channel(Base):
     cursor: Mapped[dict[str, Any]] = mapped_column(default=dict)
     last_polled_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # 0006: erase item text and authors after this many days (None: RELAIS_RETENTION_DAYS, or keep)
+    retention_days: Mapped[int | None] = mapped_column(Integer)
 
 
 class Item(Base):
@@ -85,6 +87,7 @@ class Item(Base):
         UniqueConstraint("platform", "external_id"),
         Index("ix_items_created_time", "created_time"),
         Index("ix_items_status", "status"),
+        Index("ix_items_source_created", "source", "created_time"),  # 0004: KPI volumes
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -114,6 +117,8 @@ class Item(Base):
     # Set by crisis detection (bot.kpi.crisis) while an incident covers the item.
     in_crisis: Mapped[bool] = mapped_column(Boolean, default=False)
     resolved_at: Mapped[datetime | None]
+    # 0006: text and author erased (retention, a platform delete, relais privacy erase)
+    erased_at: Mapped[datetime | None]
 
     channel: Mapped[Channel | None] = relationship()
 
@@ -172,6 +177,9 @@ class Assignment(Base):
     trace: Mapped[list[Any]] = mapped_column(default=list)
     priority: Mapped[str] = mapped_column(String(10), default="normal")  # low|normal|high|urgent
     assigned_by: Mapped[str | None] = mapped_column(String(300))  # None: the rules; else a user
+    # 0005: the rule's suggested reply template; the SLA clock counts working hours only
+    template: Mapped[str | None] = mapped_column(String(64))
+    sla_business_hours: Mapped[bool] = mapped_column(Boolean, default=False)
     assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     expert: Mapped[Expert | None] = relationship()
@@ -211,12 +219,62 @@ class KpiEvent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(60))
-    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), index=True)
     expert_id: Mapped[int | None] = mapped_column(ForeignKey("experts.id"))
     channel_id: Mapped[int | None] = mapped_column(ForeignKey("channels.id"))
     seconds: Mapped[float] = mapped_column(Float)
+    # the same span counted in working time (bot.kpi.calendar); None until computed
+    business_seconds: Mapped[float | None] = mapped_column(Float)
     at: Mapped[datetime]
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class DigestRun(Base):
+    """One weekly digest (ISO week ``2026-W47``): the unique week makes sending exactly-once."""
+
+    __tablename__ = "digest_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    week: Mapped[str] = mapped_column(String(10), unique=True)
+    status: Mapped[str] = mapped_column(String(10), default="queued")  # queued (mails in the outbox)
+    emails: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EmailPart(Base):
+    """An inline image of an outbox mail (``cid:`` in its HTML), such as a digest chart."""
+
+    __tablename__ = "email_parts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id"), index=True)
+    cid: Mapped[str] = mapped_column(String(100))
+    content_type: Mapped[str] = mapped_column(String(50))  # image/png
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class CrisisIncident(Base):
+    """A cluster of complaints on one post, page or keyword (bot.kpi.crisis)."""
+
+    __tablename__ = "crisis_incidents"
+    __table_args__ = (Index("ix_crisis_incidents_scope", "scope", "scope_key", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(10))  # post|page|keyword
+    scope_key: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(10), default="open")  # open|closed
+    reason: Mapped[str] = mapped_column(String(300))
+    started_at: Mapped[datetime]
+    last_item_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+
+
+class CrisisIncidentItem(Base):
+    __tablename__ = "crisis_incident_items"
+
+    incident_id: Mapped[int] = mapped_column(ForeignKey("crisis_incidents.id"), primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True)
 
 
 class Delivery(Base):
@@ -321,7 +379,7 @@ class LoginAttempt(Base):
     """A failed login, for throttling by account and by client address."""
 
     __tablename__ = "login_attempts"
-    __table_args__ = (Index("ix_login_attempts_key_at", "key", "at"),)
+    __table_args__ = (Index("ix_login_attempts_key_at", "key", "at"), Index("ix_login_attempts_at", "at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(300))  # "email:<address>" or "ip:<address>"

@@ -7,13 +7,29 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.pipeline.rules import RuleSet
-from bot.store.models import Assignment, Classification, Expert, Item
+from bot.store.models import Assignment, Classification, Expert, Item, Team
 
 
 async def sync_experts(session: AsyncSession, rules: RuleSet, default_timezone: str = "Europe/Paris") -> None:
-    """Make the experts table match the rules file (the file wins for the experts it names).
+    """Make the experts and teams tables match the rules file (at start and at each reload).
 
-    An expert without a time zone in the file gets the brand's (``RELAIS_TIMEZONE``)."""
+    The file wins for what it says: an expert's name, language, time zone (the brand's,
+    ``RELAIS_TIMEZONE``, when the file gives none), skills and team (the first team
+    that lists them); a team's lead. The database keeps what the file does not say:
+    ``experts.available`` (set from the UI), and the rows of experts and teams no
+    longer in the file (kept for history: rules cannot assign them any more, a person
+    still can from the triage UI)."""
+    teams = {t.name: t for t in (await session.scalars(select(Team))).all()}
+    for spec in rules.teams.values():
+        team = teams.get(spec.name) or Team(name=spec.name)
+        team.lead_email = spec.lead
+        session.add(team)
+        teams[spec.name] = team
+    await session.flush()
+    team_of: dict[str, int] = {}
+    for spec in rules.teams.values():
+        for email in spec.members:
+            team_of.setdefault(email, teams[spec.name].id)
     existing = {e.email: e for e in (await session.scalars(select(Expert))).all()}
     for spec in rules.experts.values():
         expert = existing.get(spec.email) or Expert(email=spec.email)
@@ -21,6 +37,7 @@ async def sync_experts(session: AsyncSession, rules: RuleSet, default_timezone: 
         expert.language = spec.language
         expert.timezone = spec.timezone or default_timezone
         expert.skills = list(spec.skills)
+        expert.team_id = team_of.get(spec.email)
         session.add(expert)
 
 

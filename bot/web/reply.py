@@ -79,7 +79,10 @@ def reply_routes(services: Services) -> list[web.RouteDef]:
             "explanation": explanation_terms(label.explanation, language) if label else [],
             "created_local": format_localtime(item.created_time, expert.timezone, language),
             "due_local": format_localtime(assignment.sla_due, expert.timezone, language) if assignment else "",
-            "draft": draft_reply(env, category, reply_language, author_name=item.author_name, page_name=page_name),
+            "draft": draft_reply(
+                env, (assignment.template if assignment else None) or category, reply_language,
+                author_name=item.author_name, page_name=page_name,
+            ),
             "ack_text": draft_reply(env, "acknowledgement", reply_language, author_name=item.author_name, page_name=page_name)
             if assignment and assignment.reply_mode == "private_with_public_ack"
             else "",
@@ -140,7 +143,9 @@ def reply_routes(services: Services) -> list[web.RouteDef]:
             elif item.status == "removed":
                 return page("web/message.html", 410, language=ctx["language"], title=t["removed_title"], body=t["removed_body"])
             elif item.status == "answered" or await session.scalar(
-                select(Response.id).where(Response.item_id == item.id, Response.status.in_(ACTIVE_REPLY)).limit(1)
+                select(Response.id)
+                .where(Response.item_id == item.id, Response.status.in_(ACTIVE_REPLY), Response.mode != "ack")
+                .limit(1)
             ):
                 return page("web/message.html", 409, language=ctx["language"], title=t["used_title"], body=t["answered"])
             if error:

@@ -88,7 +88,7 @@ rules:
       min_confidence: high
       mood: angry
     assign: chloe@example.com
-    priority: 1
+    urgency: 1
   - name: B
     when:
       category: complaints
@@ -113,7 +113,7 @@ def test_every_mistake_is_listed_at_its_line(tmp_path: Path) -> None:
         (9, 3, "missing default"),  # the rules list starts here; its last rule is not the default
         (12, 23, "min_confidence"),  # bad type
         (13, 7, "mood"),  # unknown field in when
-        (15, 5, "priority"),  # unknown field in a rule
+        (15, 5, "urgency"),  # unknown field in a rule
         (18, 17, "complaints"),  # unknown category
         (19, 17, "tiktok"),  # unknown platform
         (20, 13, "nobody@example.com"),  # unknown expert in assign

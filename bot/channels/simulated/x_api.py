@@ -168,6 +168,7 @@ class FakeXAPI:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/2/users/{user_id}/mentions", self._get_mentions)
         app.router.add_get("/2/tweets/{tweet_id}", self._get_tweet)
+        app.router.add_get("/2/users/{user_id}/tweets", self._get_user_tweets)
         app.router.add_post("/2/tweets", self._post_tweet)
         app.router.add_get("/2/dm_events", self._get_dm_events)
         app.router.add_post("/2/dm_conversations/with/{participant_id}/messages", self._post_dm)
@@ -280,6 +281,26 @@ class FakeXAPI:
                  "type": "https://api.twitter.com/2/problems/resource-not-found"}
                 for i in page for r in self.tweets[i].get("referenced_tweets", [])
                 if r["id"] not in self.tweets]
+
+    async def _get_user_tweets(self, request: web.Request) -> web.Response:
+        """The user's own tweets (replies included), newest first, paged; ``start_time``."""
+        self._reader(request)
+        user_id, query = request.match_info["user_id"], request.query
+        ids = sorted((t["id"] for t in self.tweets.values() if t["author_id"] == user_id), key=int, reverse=True)
+        if "start_time" in query:
+            start = x_time(datetime.fromisoformat(query["start_time"].replace("Z", "+00:00")))
+            ids = [i for i in ids if self.tweets[i]["created_at"] >= start]
+        if "pagination_token" in query:
+            below = base64.urlsafe_b64decode(query["pagination_token"] + "==").decode()
+            ids = [i for i in ids if int(i) < int(below)]
+        limit = max(5, min(int(query.get("max_results", "10")), 100))
+        page, rest = ids[:limit], ids[limit:]
+        meta: Json = {"result_count": len(page)}
+        if rest:
+            meta["next_token"] = base64.urlsafe_b64encode(page[-1].encode()).decode().rstrip("=")
+        body: Json = {"data": [self._render(self.tweets[i], query) for i in page]} if page else {}
+        body["meta"] = meta
+        return web.json_response(body)
 
     async def _get_tweet(self, request: web.Request) -> web.Response:
         self._reader(request)

@@ -1,4 +1,4 @@
-"""auth (reserved slot; empty if nothing was needed)
+"""auth: an index on login_attempts.at, for the sweep of old failed logins
 
 Revision ID: 0008
 Revises: 0007
@@ -8,7 +8,7 @@ Create Date: 2026-12-03
 from __future__ import annotations
 
 import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+from alembic import op
 
 revision = "0008"
 down_revision = "0007"
@@ -17,8 +17,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_index("ix_login_attempts_at", "login_attempts", ["at"])
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index("ix_login_attempts_at", table_name="login_attempts")
