@@ -13,6 +13,7 @@ from sqlalchemy import select
 from bot.app import create_app
 from bot.errors import ConfigError
 from bot.pipeline.flow import handlers
+from bot.pipeline.rules_reload import watch_rules
 from bot.pipeline.worker import SHUTDOWN_GRACE_S, Worker
 from bot.services import Services, open_services
 from bot.settings import Settings
@@ -69,9 +70,12 @@ async def serve(settings: Settings, *, with_web: bool, worker: bool) -> int:
         )
         services.wake = runner.wake
         task = asyncio.create_task(runner.run(), name="relais-worker")
+        reload = asyncio.create_task(watch_rules(services, stop), name="relais-rules-reload")
         done, _ = await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
         if task in done:  # the worker itself failed (e.g. the database went away for good)
             task.result()
         log.info("stopping: finishing the jobs in hand for up to %.0f s, then releasing them", SHUTDOWN_GRACE_S)
+        stop.set()
         await runner.shutdown(task, SHUTDOWN_GRACE_S)
+        await reload
     return 0

@@ -1,7 +1,7 @@
 """auth: an index on login_attempts.at, for the sweep of old failed logins
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0006
 Create Date: 2026-12-03
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa  # noqa: F401
 from alembic import op
 
 revision = "0008"
-down_revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
