@@ -26,21 +26,6 @@ from typing import Any
 from _common import ROOT, emit, machine
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
-RULES = """
-version: 1
-community_manager: cm@example.com
-defaults: {sla: 4h, reply_mode: public}
-experts:
-  - {name: Chloé, email: chloe@example.com, language: fr}
-  - {name: Camille, email: cm@example.com, language: fr}
-rules:
-  - name: complaints
-    when: {category: complaint, min_confidence: 0.5}
-    assign: chloe@example.com
-  - name: everything else
-    default: true
-    assign: triage
-"""
 
 
 async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -53,7 +38,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from bot.store import db
     from bot.store.models import Email, Item, Job
     from tests.cli.relais_runner import make_relais
-    from tests.reliability.helpers import Proc, add_channel, feed_delivery, job_counts, store_deliveries, worker_env
+    from tests.reliability.helpers import TRIAGE_RULES as RULES, Proc, add_channel, feed_delivery, job_counts, store_deliveries, worker_env
 
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(args.pg, autocommit=True) as conn:

@@ -71,7 +71,9 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(async_url(url), connect_args={"timeout": 30}, pool_size=2, max_overflow=0)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(async_url(url), pool_size=10, max_overflow=10)
+    # pool_size above the worker concurrency: overflow connections are closed on return, so a
+    # pool smaller than the jobs in flight would open and close a connection per job
+    return create_async_engine(async_url(url), pool_size=24, max_overflow=8)
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

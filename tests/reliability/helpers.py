@@ -27,6 +27,24 @@ TEXTS = (
 )
 
 
+#: One expert's inbox for complaints, triage for the rest: mail for some items, not all.
+TRIAGE_RULES = """
+version: 1
+community_manager: cm@example.com
+defaults: {sla: 4h, reply_mode: public}
+experts:
+  - {name: Chloé, email: chloe@example.com, language: fr}
+  - {name: Camille, email: cm@example.com, language: fr}
+rules:
+  - name: complaints
+    when: {category: complaint, min_confidence: 0.5}
+    assign: chloe@example.com
+  - name: everything else
+    default: true
+    assign: triage
+"""
+
+
 def worker_env(base: dict[str, str], **settings: str) -> dict[str, str]:
     """``base`` (from tests/cli/relais_runner.make_relais) plus RELAIS_* settings."""
     env = dict(base)

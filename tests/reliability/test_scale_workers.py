@@ -25,6 +25,7 @@ from bot.store import db
 from bot.store.models import Assignment, Classification, Delivery, Email, Item, Job
 from tests.conftest import make_settings
 from tests.reliability.helpers import (
+    TRIAGE_RULES,
     Proc,
     add_channel,
     base_env,
@@ -38,22 +39,6 @@ from tests.reliability.helpers import (
 ITEMS = int(os.environ.get("RELAIS_TEST_SCALE_ITEMS", "1000"))
 WORKERS = 3
 PER_DELIVERY = 100  # comments per webhook delivery (Meta batches updates too)
-#: One expert's inbox for complaints, triage for the rest: mail for some items, not all.
-TRIAGE_RULES = """
-version: 1
-community_manager: cm@example.com
-defaults: {sla: 4h, reply_mode: public}
-experts:
-  - {name: Chloé, email: chloe@example.com, language: fr}
-  - {name: Camille, email: cm@example.com, language: fr}
-rules:
-  - name: complaints
-    when: {category: complaint, min_confidence: 0.5}
-    assign: chloe@example.com
-  - name: everything else
-    default: true
-    assign: triage
-"""
 
 
 async def test_three_workers_one_killed_midway_process_every_item_once(
