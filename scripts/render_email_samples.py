@@ -48,6 +48,7 @@ def sample(language: str) -> NotificationView:
         explanation=("« rassis »", "« sec »", "negative emoji") if french else ("“stale”", "“dry”", "negative emoji"),
         rule_name="Plaintes qualité",
         reply_mode="private_with_public_ack",
+        priority="high",
         sla_due=datetime(2026, 12, 3, 19, 51, tzinfo=UTC),
         expert_name="Chloé Tremblay" if french else "Sarah Collins",
         expert_timezone="America/Montreal" if french else "America/Toronto",
