@@ -28,12 +28,21 @@ from bot.store.models import (
     Job,
     Response,
 )
+from bot.web.triage.dashboard import periods
 from tests.web.conftest import UiServer, login, make_user
 
 CM = "camille.cm@boulangerie-doree.example"
 CHLOE = "chloe.qualite@boulangerie-doree.example"
 HOSTILE = 'Nul <script>alert("x")</script> <img src=x onerror=alert(1)> & co'
 _ids = itertools.count(1)
+
+
+def _earlier_today(server: UiServer) -> datetime:
+    """Half an hour ago, but never before midnight in the brand's time zone: the dashboard's
+    "today" column must count the item whatever time the test runs."""
+    now = datetime.now(UTC)
+    today = periods(now, server.services.settings.timezone)["today"][0]
+    return max(now - timedelta(minutes=30), today + (now - today) / 2)
 
 
 async def _seed(server: UiServer, *, text: str = "Pain rassis", expert: str | None = None, status: str = "triage",
@@ -48,7 +57,7 @@ async def _seed(server: UiServer, *, text: str = "Pain rassis", expert: str | No
             await session.flush()
         item = Item(channel_id=channel.id, platform="facebook", external_id=f"p_{n}", kind="comment",
                     parent_external_id="p", author_id=f"a{n}", author_name=f"Client {n}", text=text, language="fr",
-                    created_time=datetime.now(UTC) - timedelta(minutes=30), status=status)
+                    created_time=_earlier_today(server), status=status)
         session.add(item)
         await session.flush()
         session.add(Classification(item_id=item.id, label="complaint", confidence=0.8, model_version="t",
