@@ -9,14 +9,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-import uuid
 from collections.abc import Awaitable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TypeVar
 
-import psycopg
 import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, settings
@@ -25,7 +24,7 @@ from bot.app import SERVICES, create_app
 from bot.services import Services
 from bot.store import db
 from bot.store.models import Channel
-from tests.conftest import PG_URL, _pg_available, free_port, make_settings
+from tests.conftest import free_port, fresh_pg_schema, make_settings
 
 T = TypeVar("T")
 
@@ -92,36 +91,22 @@ def live_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
              models_dir: Path) -> Iterator[LiveApp]:
     """The real app with one Facebook Page, on SQLite and on PostgreSQL (own schema)."""
     tmp = tmp_path_factory.mktemp("fuzz")
-    schema = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp / 'relais.db'}"
-    else:
-        problem = _pg_available()
-        if problem:
-            import os
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{tmp / 'relais.db'}"
+        else:
+            url = stack.enter_context(fresh_pg_schema())
+            db.upgrade(url)
+        live = LiveApp(create_app(make_settings(tmp, url, models_dir), run_worker=False, run_scheduler=False))
+        live.start()
 
-            if os.environ.get("CI"):
-                pytest.fail(f"PostgreSQL is required in CI but unreachable at {PG_URL}: {problem}")
-            pytest.skip(f"PostgreSQL unreachable at {PG_URL}: {problem}")
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        sep = "&" if "?" in PG_URL else "?"
-        url = f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-        db.upgrade(url)
-    live = LiveApp(create_app(make_settings(tmp, url, models_dir), run_worker=False, run_scheduler=False))
-    live.start()
+        async def add_page() -> None:
+            async with live.services.sessions.begin() as session:
+                session.add(Channel(platform="facebook", external_id=PAGE_ID, name="Fuzz Page",
+                                    credentials={"page_token": "page-token-fuzz"}))
 
-    async def add_page() -> None:
-        async with live.services.sessions.begin() as session:
-            session.add(Channel(platform="facebook", external_id=PAGE_ID, name="Fuzz Page",
-                                credentials={"page_token": "page-token-fuzz"}))
-
-    live.run(add_page())
-    try:
-        yield live
-    finally:
-        live.stop()
-        if schema:
-            with psycopg.connect(PG_URL, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        live.run(add_page())
+        try:
+            yield live
+        finally:
+            live.stop()
