@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from bot.ingest.poller import schedule_polls
-from bot.ingest.webhooks import facebook_routes
+from bot.ingest.webhooks import DeliveryWriter, facebook_routes
 from bot.pipeline.flow import handlers
 from bot.pipeline.rules_reload import watch_rules
 from bot.pipeline.worker import SHUTDOWN_GRACE_S, Worker
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SERVICES = web.AppKey("services", Services)
 WORKER = web.AppKey("worker", Worker)
+DELIVERY_WRITER = web.AppKey("delivery_writer", DeliveryWriter)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
@@ -100,7 +101,13 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+    async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[DELIVERY_WRITER] = writer = DeliveryWriter(app[SERVICES])
+        yield
+        await writer.close()
+
     app.cleanup_ctx.append(services_ctx)
+    app.cleanup_ctx.append(webhooks_ctx)
     app.cleanup_ctx.append(background_ctx)
     async def add_routes(app: web.Application) -> None:
         _add_routes(app, extra_routes)
@@ -118,7 +125,7 @@ def _add_routes(
     app.router.add_routes(auth_routes(services))
     app.router.add_routes(health_routes(services))
     app.router.add_routes(metrics_routes(services))
-    app.router.add_routes(facebook_routes(services))
+    app.router.add_routes(facebook_routes(services, app[DELIVERY_WRITER]))
     app.router.add_routes(reply_routes(services))
     app.router.add_static("/static", services.settings.templates_dir / "web" / "static")
     app.router.add_routes(triage_routes(services))  # /ui/... and "/" -> /ui/

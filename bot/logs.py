@@ -62,21 +62,48 @@ def context(**fields: object) -> Iterator[None]:
         _CONTEXT.reset(token)
 
 
-def with_job_context(
-    handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]],
-) -> dict[str, Callable[[dict[str, Any]], Awaitable[None]]]:
-    """The same job handlers, each logging inside a context of its kind and payload ids."""
+def _ids(payloads: list[dict[str, Any]]) -> dict[str, object]:
+    """The ids a log line names: ``item_id=7``, or for a batch ``item_ids=[7, 8]`` (the first 20)."""
+    ids: dict[str, object] = {}
+    for key in CONTEXT_KEYS:
+        found: list[object] = []
+        for payload in payloads:
+            value, many = payload.get(key), payload.get(key + "s")
+            if isinstance(value, int | str):
+                found.append(value)
+            elif isinstance(many, list):
+                found += [v for v in many if isinstance(v, int | str)]
+        if len(found) == 1:
+            ids[key] = found[0]
+        elif found:
+            ids[key + "s"] = found[:20]
+    return ids
+
+
+def with_job_context(handlers: dict[str, Any]) -> dict[str, Any]:
+    """The same job handlers (plain or :class:`bot.pipeline.worker.BatchHandler`), each
+    logging inside a context of its kind and payload ids."""
+    from bot.pipeline.worker import BatchHandler
 
     def wrap(kind: str, handler: Callable[[dict[str, Any]], Awaitable[None]]
              ) -> Callable[[dict[str, Any]], Awaitable[None]]:
         async def run(payload: dict[str, Any]) -> None:
-            ids = {key: payload[key] for key in CONTEXT_KEYS if isinstance(payload.get(key), int | str)}
-            with context(job_kind=kind, **ids):
+            with context(job_kind=kind, **_ids([payload])):
                 await handler(payload)
 
         return run
 
-    return {kind: wrap(kind, handler) for kind, handler in handlers.items()}
+    def wrap_batch(kind: str, handler: BatchHandler) -> BatchHandler:
+        async def run(payloads: list[dict[str, Any]]) -> None:
+            with context(job_kind=kind, **_ids(payloads)):
+                await handler.run(payloads)
+
+        return BatchHandler(run)
+
+    return {
+        kind: wrap_batch(kind, handler) if isinstance(handler, BatchHandler) else wrap(kind, handler)
+        for kind, handler in handlers.items()
+    }
 
 
 class ScrubSecrets(logging.Filter):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -132,41 +133,83 @@ async def store_items(
 ) -> IngestResult:
     """Insert new items (each platform object once) and queue the ones to answer.
 
-    Runs in the caller's transaction. Brand posts are stored (so comments know
-    their parent and whether it is an ad) but never queued; neither are items
-    from ``relais import`` (history).
+    Runs in the caller's transaction. New items are inserted together (a few multi-row
+    ``INSERT ... ON CONFLICT DO NOTHING``); edits, removals and reactions are applied in
+    the order they come, after the additions before them. Brand posts are stored (so
+    comments know their parent and whether it is an ad) but never queued; neither are
+    items from ``relais import`` (history). The items to answer are queued for
+    classification in one job.
     """
-    insert = dialect_insert(session)
     result = IngestResult()
+    to_answer: list[int] = []
+    added: list[InboundItem] = []
     for item in items:
-        if isinstance(item, Reaction):
-            await _count_reaction(session, item, result)
+        if isinstance(item, Reaction) or item.verb is not ChangeVerb.ADD:
+            to_answer += await _insert_new(session, channel, added, source, result)
+            added = []
+            if isinstance(item, Reaction):
+                await _count_reaction(session, item, result)
+            else:
+                await _apply_change(session, item, result)
             continue
-        if item.verb is not ChangeVerb.ADD:
-            await _apply_change(session, item, result)
-            continue
+        added.append(item)
+    to_answer += await _insert_new(session, channel, added, source, result)
+    if to_answer:
+        await queue.enqueue(session, "classify", {"item_ids": to_answer}, dedupe_key=f"classify-batch:{to_answer[0]}")
+    return result
+
+
+INSERT_CHUNK = 500
+
+
+async def _insert_new(
+    session: AsyncSession, channel: Channel | None, items: list[InboundItem], source: str, result: IngestResult
+) -> list[int]:
+    """Insert the items not stored yet; returns the ids of those to answer."""
+    if not items:
+        return []
+    rows = {}
+    seen_again: list[InboundItem] = []
+    for item in items:
+        row = _row(item, channel, source)
+        key = (str(row["platform"]), str(row["external_id"]))
+        if key in rows:
+            seen_again.append(item)
+        else:
+            rows[key] = (item, row)
+    stored: dict[tuple[str, str], int] = {}
+    values = list(rows.values())
+    for start in range(0, len(values), INSERT_CHUNK):
         stmt = (
-            insert(Item)
-            .values(**_row(item, channel, source))
+            dialect_insert(session)(Item)
+            .values([row for _, row in values[start : start + INSERT_CHUNK]])
             .on_conflict_do_nothing(index_elements=["platform", "external_id"])
-            .returning(Item.id)
+            .returning(Item.id, Item.platform, Item.external_id)
         )
-        item_id = (await session.execute(stmt)).scalar_one_or_none()
+        for item_id, platform, external_id in (await session.execute(stmt)).all():
+            stored[(platform, external_id)] = item_id
+    to_answer: list[int] = []
+    lags: list[dict[str, object]] = []
+    for key, (item, row) in rows.items():
+        item_id = stored.get(key)
         if item_id is None:
-            result.duplicates += 1
-            if item.is_ad:  # a later look may learn that a stored post is an ad
-                await _apply_change(session, item, IngestResult())
+            seen_again.append(item)
             continue
         result.new.append(item_id)
         if item.is_brand_post or source == "import":
             continue  # imported history is stored as it was, not answered again
         if source in ("webhook", "poll"):  # a backfill of last week says nothing about ingest lag
-            stored = await session.get(Item, item_id)
-            assert stored is not None
-            lag = events.elapsed(item.created_time, stored.received_at)
-            await events.record(session, events.INGEST_LAG, stored, lag, stored.received_at)
-        await queue.enqueue(session, "classify", {"item_id": item_id}, dedupe_key=f"classify:{item_id}")
-    return result
+            received = row["received_at"]
+            assert isinstance(received, datetime)
+            lags.append({"name": events.INGEST_LAG, "item_id": item_id, "expert_id": None, "channel_id": row["channel_id"],
+                         "seconds": events.elapsed(item.created_time, received), "at": received, "detail": {}})
+        to_answer.append(item_id)
+    await events.record_many(session, lags)  # type: ignore[arg-type]
+    for item in seen_again:
+        result.duplicates += 1
+        if item.is_ad:  # a later look may learn that a stored post is an ad
+            await _apply_change(session, item, IngestResult())
+    return to_answer
 
 
 async def recovered_by_polling(session: AsyncSession) -> dict[int, int]:

@@ -41,6 +41,24 @@ def elapsed(start: datetime, end: datetime) -> float:
     return max(0.0, (end - start).total_seconds())
 
 
+def row(
+    name: str, item: Item, seconds: float, at: datetime, *, expert_id: int | None = None, detail: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One ``kpi_events`` row, for :func:`record_many`."""
+    return {"name": name, "item_id": item.id, "expert_id": expert_id, "channel_id": item.channel_id,
+            "seconds": seconds, "at": at, "detail": detail or {}}
+
+
+async def record_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Store many events in one statement (:func:`row`), each unless its item already has one of that name."""
+    for start in range(0, len(rows), 500):
+        await session.execute(
+            dialect_insert(session)(KpiEvent)
+            .values(rows[start : start + 500])
+            .on_conflict_do_nothing(index_elements=["name", "item_id"])
+        )
+
+
 async def record(
     session: AsyncSession,
     name: str,

@@ -50,19 +50,25 @@ def _signature(secret: str, link_id: str, item_id: int, expert_id: int, expires_
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-async def create_link(
-    session: AsyncSession, secret: str, item_id: int, expert_id: int, ttl_s: int
-) -> str:
-    """Store a new link and return its token."""
+def new_link(secret: str, item_id: int, expert_id: int, ttl_s: int) -> tuple[ReplyLink, str]:
+    """A new link, not yet added to a session, and its token (for writing many at once)."""
     link = ReplyLink(
         id=secrets.token_urlsafe(16),
         item_id=item_id,
         expert_id=expert_id,
         expires_at=(utcnow() + timedelta(seconds=ttl_s)).replace(microsecond=0),
     )
+    return link, f"{link.id}.{_signature(secret, link.id, item_id, expert_id, link.expires_at)}"
+
+
+async def create_link(
+    session: AsyncSession, secret: str, item_id: int, expert_id: int, ttl_s: int
+) -> str:
+    """Store a new link and return its token."""
+    link, token = new_link(secret, item_id, expert_id, ttl_s)
     session.add(link)
     await session.flush()
-    return f"{link.id}.{_signature(secret, link.id, item_id, expert_id, link.expires_at)}"
+    return token
 
 
 async def open_link(session: AsyncSession, secret: str, token: str, *, for_update: bool = False) -> ReplyLink:

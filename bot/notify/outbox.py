@@ -1,33 +1,36 @@
 """Notify stage, SLA reminders and escalations, and the outbox.
 
-``notify_expert`` composes the expert's email and stores it in the outbox (the
-``emails`` table) in one transaction with its send job; ``send_email`` delivers
-it. An SMTP outage only delays mail: the job retries with backoff. The
-Message-ID is fixed when the mail is stored, so in the rare case of a crash
-after the server accepted a mail but before it was marked sent, the copy sent
-again carries the same Message-ID and mail clients show it once.
+``notify_experts`` composes the experts' emails for a batch of assignments and
+stores them in the outbox (the ``emails`` table) in one transaction with their
+send jobs, in a few multi-row statements; ``send_emails`` delivers a batch over
+one SMTP connection. An SMTP outage only delays mail: the job retries with
+backoff. The Message-ID is fixed when the mail is stored, so in the rare case of
+a crash after the server accepted a mail but before it was marked sent, the copy
+sent again carries the same Message-ID and mail clients show it once.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.kpi.calendar import BusinessCalendar
 from bot.notify import links
 from bot.notify.compose import NotificationView, compose_notification, draft_reply
-from bot.notify.smtp import SmtpRejected, SmtpSettings, build_message, send
+from bot.notify.smtp import SmtpConnection, SmtpRejected, SmtpSettings, SmtpUnavailable, build_message
 from bot.pipeline import queue
-from bot.pipeline.classify import thread_parent
 from bot.pipeline.sla_clock import calendar_for, step_time
 from bot.pipeline.teams import unavailable
 from bot.pipeline.worker import PermanentFailure
 from bot.services import Services
-from bot.store.models import Assignment, Channel, Email, EmailPart, Expert, Item, utcnow
-from bot.store.queries import latest_assignment, latest_classification
+from bot.store.models import Assignment, Channel, Classification, Email, EmailPart, Expert, Item, utcnow
+from bot.store.queries import latest_assignment
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,133 @@ def mail_domain(address: str) -> str:
 #: reminders at these fractions of the first-response target, then escalation at 100 %
 SLA_STEPS = (("reminder", 0.5), ("reminder", 0.75), ("escalation", 1.0))
 OPEN = ("routed", "notified")
+SEND_MAX_ATTEMPTS = 12
+SLA_MAX_ATTEMPTS = 8
+#: mails delivered over one SMTP connection at most
+MAILS_PER_CONNECTION = 100
+
+
+@dataclass(frozen=True)
+class _About:
+    """What a mail about an item shows besides the item itself."""
+
+    label: Classification | None
+    parent: Item | None
+    parent_is_ad: bool
+    page_name: str
+
+
+def _parent_refs(item: Item) -> list[str]:
+    """The external ids ``thread_parent`` looks for, in its order (an X root tweet is its own conversation)."""
+    return [ref for ref in (item.parent_external_id, item.thread_external_id) if ref and ref != item.external_id]
+
+
+async def _thread_parents(session: AsyncSession, items: list[Item]) -> dict[int, Item]:
+    """``thread_parent`` of each item (item id -> the post it answers), in one query."""
+    platforms = {item.platform for item in items if _parent_refs(item)}
+    refs = {ref for item in items for ref in _parent_refs(item)}
+    if not refs:
+        return {}
+    rows = await session.scalars(select(Item).where(Item.platform.in_(platforms), Item.external_id.in_(refs)))
+    found = {(row.platform, row.external_id): row for row in rows}
+    parents: dict[int, Item] = {}
+    for item in items:
+        parent = next((found[key] for key in ((item.platform, ref) for ref in _parent_refs(item)) if key in found), None)
+        if parent is not None:
+            parents[item.id] = parent
+    return parents
+
+
+async def _about(session: AsyncSession, items: list[Item]) -> dict[int, _About]:
+    """Labels, thread parents and page names of ``items``, in a handful of queries."""
+    ids = [item.id for item in items]
+    newest = select(func.max(Classification.id)).where(Classification.item_id.in_(ids)).group_by(Classification.item_id)
+    labels = {row.item_id: row for row in await session.scalars(select(Classification).where(Classification.id.in_(newest)))}
+    parents = await _thread_parents(session, items)
+    grandparents = await _thread_parents(session, [p for p in parents.values() if p.kind != "post"])
+    channel_ids = {item.channel_id for item in items if item.channel_id}
+    channels = dict((await session.execute(select(Channel.id, Channel.name).where(Channel.id.in_(channel_ids)))).all()) if channel_ids else {}
+    about: dict[int, _About] = {}
+    for item in items:
+        parent = parents.get(item.id)
+        grandparent = grandparents.get(parent.id) if parent is not None else None
+        about[item.id] = _About(
+            label=labels.get(item.id),
+            parent=parent,
+            parent_is_ad=bool((parent and parent.is_ad) or (grandparent and grandparent.is_ad)),
+            page_name=channels[item.channel_id] if item.channel_id in channels else item.platform,
+        )
+    return about
+
+
+def _compose(
+    services: Services, item: Item, about: _About, assignment: Assignment, recipient: Expert, kind: str, url: str
+) -> Email:
+    """The outbox row of the mail about ``item`` for ``recipient`` (not yet added to a session)."""
+    settings = services.settings
+    label = about.label
+    language = recipient.language if recipient.language in ("fr", "en") else "fr"
+    category = label.label if label else "other"
+    view = NotificationView(
+        item_id=item.id,
+        platform=item.platform,
+        page_name=about.page_name,
+        kind=item.kind,
+        author_name=item.author_name,
+        author_handle=item.author_handle,
+        author_followers=item.author_followers,
+        text=item.text,
+        created_time=item.created_time,
+        permalink=item.permalink,
+        parent_text=about.parent.text if about.parent else None,
+        parent_is_ad=about.parent_is_ad,
+        category=category,
+        confidence=label.confidence if label else 0.0,
+        explanation=tuple(label.explanation) if label else (),
+        rule_name=assignment.rule_name,
+        reply_mode=assignment.reply_mode,
+        sla_due=assignment.sla_due,
+        expert_name=recipient.name,
+        expert_timezone=recipient.timezone,
+        suggested_reply=draft_reply(
+            services.templates,
+            assignment.template or category,
+            item.language if item.language in ("fr", "en") else language,
+            author_name=item.author_name,
+            page_name=about.page_name,
+        ),
+        reply_url=url,
+        language=language,
+        kind_of_mail={"notification": "new"}.get(kind, kind),
+        priority=assignment.priority,
+    )
+    mail = compose_notification(services.templates, view)
+    return Email(
+        message_id=f"<relais.{item.id}.{assignment.id}.{kind}.{secrets.token_hex(6)}@{mail_domain(settings.mail_from)}>",
+        kind=kind,
+        item_id=item.id,
+        to_address=recipient.email,
+        subject=mail.subject,
+        body_text=mail.text,
+        body_html=mail.html,
+    )
+
+
+def _send_job(email_id: int) -> tuple[str, dict[str, Any], str, None, int]:
+    return ("send_email", {"email_id": email_id}, f"send_email:{email_id}", None, SEND_MAX_ATTEMPTS)
+
+
+_EMAIL_COLUMNS = ("message_id", "kind", "item_id", "to_address", "subject", "body_text", "body_html")
+
+
+async def _insert_emails(session: AsyncSession, mails: list[Email]) -> list[int]:
+    """Store new outbox rows as multi-row INSERTs (SQLAlchemy's "insertmanyvalues"; the
+    ORM would write them one by one on SQLite); returns their ids, in order."""
+    emails = Email.__table__
+    rows = [{column: getattr(mail, column) for column in _EMAIL_COLUMNS} for mail in mails]
+    result = await session.execute(insert(emails).returning(emails.c.message_id, emails.c.id), rows)
+    ids = {message_id: email_id for message_id, email_id in result.all()}
+    return [ids[mail.message_id] for mail in mails]
 
 
 async def _queue_mail(
@@ -56,83 +186,70 @@ async def _queue_mail(
     link of theirs, or (``reply_link=False``: FYI copies, hand-overs) a link to the
     item's page in the triage UI."""
     settings = services.settings
-    label = await latest_classification(session, item.id)
-    parent = await thread_parent(session, item)
-    grandparent = await thread_parent(session, parent) if parent and parent.kind != "post" else None
+    about = (await _about(session, [item]))[item.id]
     if reply_link:
         token = await links.create_link(session, settings.secret_key.reveal(), item.id, recipient.id, settings.reply_link_ttl_s)
         url = f"{settings.base_url}/reply/{token}"
     else:
         url = f"{settings.base_url}/ui/items/{item.id}"
-    language = recipient.language if recipient.language in ("fr", "en") else "fr"
-    channel = await session.get(Channel, item.channel_id) if item.channel_id else None
-    page_name = channel.name if channel else item.platform
-    category = label.label if label else "other"
-    view = NotificationView(
-        item_id=item.id,
-        platform=item.platform,
-        page_name=page_name,
-        kind=item.kind,
-        author_name=item.author_name,
-        author_handle=item.author_handle,
-        author_followers=item.author_followers,
-        text=item.text,
-        created_time=item.created_time,
-        permalink=item.permalink,
-        parent_text=parent.text if parent else None,
-        parent_is_ad=bool((parent and parent.is_ad) or (grandparent and grandparent.is_ad)),
-        category=category,
-        confidence=label.confidence if label else 0.0,
-        explanation=tuple(label.explanation) if label else (),
-        rule_name=assignment.rule_name,
-        reply_mode=assignment.reply_mode,
-        sla_due=assignment.sla_due,
-        expert_name=recipient.name,
-        expert_timezone=recipient.timezone,
-        suggested_reply=draft_reply(
-            services.templates,
-            assignment.template or category,
-            item.language if item.language in ("fr", "en") else language,
-            author_name=item.author_name,
-            page_name=page_name,
-        ),
-        reply_url=url,
-        language=language,
-        kind_of_mail={"notification": "new"}.get(kind, kind),
-        priority=assignment.priority,
-    )
-    mail = compose_notification(services.templates, view)
-    email = Email(
-        message_id=f"<relais.{item.id}.{assignment.id}.{kind}.{secrets.token_hex(6)}@{mail_domain(settings.mail_from)}>",
-        kind=kind,
-        item_id=item.id,
-        to_address=recipient.email,
-        subject=mail.subject,
-        body_text=mail.text,
-        body_html=mail.html,
-    )
+    email = _compose(services, item, about, assignment, recipient, kind, url)
     session.add(email)
     await session.flush()
-    await queue.enqueue(session, "send_email", {"email_id": email.id}, dedupe_key=f"send_email:{email.id}", max_attempts=12)
+    await queue.enqueue_many(session, [_send_job(email.id)])
     return email
 
 
 async def notify_expert(services: Services, assignment_id: int) -> None:
-    """Write the notification for an assignment into the outbox, queue its sending,
-    and schedule the SLA reminders and the escalation."""
+    """:func:`notify_experts` for one assignment."""
+    await notify_experts(services, [assignment_id])
+
+
+async def notify_experts(services: Services, assignment_ids: list[int]) -> None:
+    """Write the notification of each assignment into the outbox, queue its sending,
+    and schedule the SLA reminders and the escalation: a few statements for the batch.
+
+    An assignment without an expert, or whose item is no longer ``routed`` (a retried
+    job, or the item was answered or removed meanwhile), is skipped, so running a
+    batch again writes nothing twice."""
+    settings = services.settings
+    secret = settings.secret_key.reveal()
+    notified: list[tuple[int, str]] = []
     async with services.sessions.begin() as session:
-        assignment = await session.get(Assignment, assignment_id)
-        if assignment is None or assignment.expert_id is None:
+        assignments = (await session.scalars(
+            select(Assignment)
+            .where(Assignment.id.in_(set(assignment_ids)), Assignment.expert_id.is_not(None))
+            .order_by(Assignment.id)
+        )).all()
+        if not assignments:
             return
-        item = await session.get(Item, assignment.item_id, with_for_update=True)
-        expert = await session.get(Expert, assignment.expert_id)
-        if item is None or expert is None or item.status != "routed":
-            return  # a retried job, or the item was answered or removed meanwhile
-        await _queue_mail(services, session, item, assignment, expert, "notification")
-        item.status = "notified"
-        await _schedule_sla(services, session, item, assignment, expert)
+        locked = select(Item).where(Item.id.in_({a.item_id for a in assignments})).order_by(Item.id).with_for_update()
+        items = {item.id: item for item in await session.scalars(locked)}
+        experts = {e.id: e for e in await session.scalars(select(Expert).where(Expert.id.in_({a.expert_id for a in assignments})))}
+        todo: list[tuple[Item, Assignment, Expert]] = []
+        for assignment in assignments:
+            item, expert = items.get(assignment.item_id), experts.get(assignment.expert_id or 0)
+            if item is None or expert is None or item.status != "routed":
+                continue  # a retried job, or the item was answered or removed meanwhile
+            item.status = "notified"  # one notification per item, even with two assignments in the batch
+            todo.append((item, assignment, expert))
+        if not todo:
+            return
+        about = await _about(session, [item for item, _, _ in todo])
+        reply_links, mails = [], []
+        for item, assignment, expert in todo:
+            link, token = links.new_link(secret, item.id, expert.id, settings.reply_link_ttl_s)
+            reply_links.append(link)
+            mails.append(_compose(services, item, about[item.id], assignment, expert, "notification", f"{settings.base_url}/reply/{token}"))
+        session.add_all(reply_links)
+        await session.flush()  # the items' new status and the links: one executemany each
+        jobs = [_send_job(email_id) for email_id in await _insert_emails(session, mails)]
+        for item, assignment, expert in todo:
+            jobs += _sla_jobs(services, item, assignment, expert)
+        await queue.enqueue_many(session, jobs)
+        notified = [(item.id, expert.email) for item, _, expert in todo]
     services.wake()
-    services.announce("item.notified", {"item_id": item.id, "expert": expert.email})
+    for item_id, address in notified:
+        services.announce("item.notified", {"item_id": item_id, "expert": address})
 
 
 #: ``assignments.assigned_by`` of an assignment made by the escalation: it is not escalated again
@@ -148,25 +265,23 @@ def _calendar(services: Services, assignment: Assignment, expert: Expert | None)
     return calendar_for(rules, expert.email if expert else None, rule.team if rule else None, services.settings.timezone)
 
 
-async def _schedule_sla(services: Services, session: AsyncSession, item: Item, assignment: Assignment, expert: Expert) -> None:
+def _sla_jobs(
+    services: Services, item: Item, assignment: Assignment, expert: Expert
+) -> list[tuple[str, dict[str, Any], str, datetime, int]]:
     """One ``sla_check`` job per step still ahead (the escalation always, at the due time at the latest).
 
     An assignment made by the escalation has no schedule: an item escalates once."""
     if assignment.assigned_by == ESCALATED_BY:
-        return
+        return []
     now = utcnow()
     calendar = _calendar(services, assignment, expert)
+    jobs = []
     for number, (kind, fraction) in enumerate(SLA_STEPS):
         at = step_time(item.created_time, assignment.sla_due, fraction, calendar)
         if at <= now and kind == "reminder":
             continue  # the item reached us late: no reminder about a moment already past
-        await queue.enqueue(
-            session,
-            "sla_check",
-            {"assignment_id": assignment.id, "step": number},
-            dedupe_key=f"sla:{assignment.id}:{number}",
-            run_at=max(at, now),
-        )
+        jobs.append(("sla_check", {"assignment_id": assignment.id, "step": number}, f"sla:{assignment.id}:{number}", max(at, now), SLA_MAX_ATTEMPTS))
+    return jobs
 
 
 async def _escalation_target(session: AsyncSession, services: Services, assignment: Assignment, current: Expert) -> tuple[Expert | None, str]:
@@ -276,40 +391,94 @@ async def notify_fyi(services: Services, assignment_id: int, emails: list[str]) 
 
 
 async def send_email(services: Services, email_id: int) -> None:
-    """Deliver one outbox mail over SMTP (retried by the queue while SMTP is down)."""
+    """:func:`send_emails` for one mail."""
+    await send_emails(services, [email_id])
+
+
+async def send_emails(services: Services, email_ids: list[int]) -> None:
+    """Deliver outbox mails over SMTP, up to ``MAILS_PER_CONNECTION`` over one connection.
+
+    A mail already ``sent`` is skipped. Each mail's outcome is recorded: sent; refused
+    for good (5xx: ``failed``); or not delivered this time (attempts + 1, the error).
+    If any mail was not sent, this raises afterwards (``PermanentFailure`` when every
+    failure was a refusal, else the ``SmtpUnavailable``), so the worker retries each job
+    alone and records each failure on its own job; the mails sent are not sent again."""
+    ids = list(dict.fromkeys(email_ids))
+    refused: SmtpRejected | None = None
+    unavailable: SmtpUnavailable | None = None
+    for start in range(0, len(ids), MAILS_PER_CONNECTION):
+        chunk_refused, chunk_unavailable = await _send_chunk(services, ids[start:start + MAILS_PER_CONNECTION])
+        refused, unavailable = refused or chunk_refused, unavailable or chunk_unavailable
+    if unavailable is not None:
+        raise unavailable
+    if refused is not None:
+        raise PermanentFailure(f"SMTP refused the mail: {refused}") from refused
+
+
+async def _send_chunk(services: Services, email_ids: list[int]) -> tuple[SmtpRejected | None, SmtpUnavailable | None]:
+    """Deliver these mails over one connection and record each outcome; returns the
+    first refusal and the first other failure."""
     async with services.sessions() as session:
-        email = await session.get(Email, email_id)
-        if email is None or email.status == "sent":
-            return
-        parts = (await session.scalars(select(EmailPart).where(EmailPart.email_id == email_id).order_by(EmailPart.id))).all()
-        message = build_message(
-            sender=services.settings.mail_from,
-            to=email.to_address,
-            subject=email.subject,
-            text=email.body_text,
-            html=email.body_html,
-            message_id=email.message_id,
-            inline_images=[(p.cid, p.content_type, p.data) for p in parts],
-        )
-    smtp = SmtpSettings.from_url(services.settings.smtp_url)
+        emails = (await session.scalars(
+            select(Email).where(Email.id.in_(email_ids), Email.status != "sent").order_by(Email.id)
+        )).all()
+        parts: dict[int, list[EmailPart]] = {}
+        if any(email.body_html is not None for email in emails):
+            query = select(EmailPart).where(EmailPart.email_id.in_([e.id for e in emails])).order_by(EmailPart.id)
+            for part in await session.scalars(query):
+                parts.setdefault(part.email_id, []).append(part)
+    if not emails:
+        return None, None
+    sent: list[Email] = []
+    failures: dict[int, SmtpRejected | SmtpUnavailable] = {}
+    messages = []
+    for email in emails:
+        try:
+            messages.append((email, build_message(
+                sender=services.settings.mail_from,
+                to=email.to_address,
+                subject=email.subject,
+                text=email.body_text,
+                html=email.body_html,
+                message_id=email.message_id,
+                inline_images=[(p.cid, p.content_type, p.data) for p in parts.get(email.id, ())],
+            )))
+        except ValueError as exc:  # an address or Message-ID that cannot be sent safely
+            failures[email.id] = SmtpRejected(f"cannot send {email.message_id}: {exc}")
+    lost: SmtpUnavailable | None = None
     try:
-        await send(smtp, message)
-    except SmtpRejected as exc:
-        async with services.sessions.begin() as session:
-            row = await session.get(Email, email_id)
-            assert row is not None
-            row.status, row.last_error = "failed", str(exc)
-        raise PermanentFailure(f"SMTP refused the mail: {exc}") from exc
-    except Exception as exc:
-        async with services.sessions.begin() as session:
-            row = await session.get(Email, email_id)
-            assert row is not None
-            row.attempts += 1
-            row.last_error = f"{type(exc).__name__}: {exc}"
-        raise
+        async with SmtpConnection(SmtpSettings.from_url(services.settings.smtp_url)) as connection:
+            for email, message in messages:
+                try:
+                    await connection.send(message)
+                except (SmtpRejected, SmtpUnavailable) as exc:
+                    failures[email.id] = exc
+                    if not connection.usable:
+                        lost = exc if isinstance(exc, SmtpUnavailable) else lost
+                        break
+                else:
+                    sent.append(email)
+    except SmtpUnavailable as exc:  # could not connect or log in
+        lost = exc
+    sent_ids = {email.id for email in sent}
+    for email, _ in messages:
+        if email.id not in failures and email.id not in sent_ids:
+            failures[email.id] = lost or SmtpUnavailable("the SMTP connection was lost")
     async with services.sessions.begin() as session:
-        row = await session.get(Email, email_id)
-        assert row is not None
-        row.status, row.sent_at = "sent", utcnow()
-        row.attempts += 1
-    services.announce("email.sent", {"email_id": email_id, "to": email.to_address})
+        if sent:
+            await session.execute(
+                update(Email)
+                .where(Email.id.in_([email.id for email in sent]))
+                .values(status="sent", sent_at=utcnow(), attempts=Email.attempts + 1)
+            )
+        for email_id, error in failures.items():
+            if isinstance(error, SmtpRejected):
+                values: dict[str, Any] = {"status": "failed", "last_error": str(error)}
+            else:
+                values = {"attempts": Email.attempts + 1, "last_error": f"{type(error).__name__}: {error}"}
+            await session.execute(update(Email).where(Email.id == email_id).values(**values))
+    for email in sent:
+        services.announce("email.sent", {"email_id": email.id, "to": email.to_address})
+    refused = next((e for e in failures.values() if isinstance(e, SmtpRejected)), None)
+    unavailable = next((e for e in failures.values() if isinstance(e, SmtpUnavailable)), None)
+    return refused, unavailable

@@ -18,7 +18,9 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
+from email.policy import default as default_policy
 from email.utils import format_datetime
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -37,6 +39,26 @@ _BREAKS_AND_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")
 _MANAGED_HEADERS = {"from", "to", "subject", "message-id", "date", "mime-version",
                     "content-type", "content-transfer-encoding", "content-disposition"}
+
+
+class _HeaderClasses(HeaderRegistry):
+    """The standard header registry, but each header class is built once: the standard
+    one builds a new class for every header it parses, a good share of the time it
+    takes to build a message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        if key not in self._classes:
+            self._classes[key] = super().__getitem__(name)
+        return self._classes[key]
+
+
+#: ``email.policy.default`` (the same output), with the header classes built once
+_POLICY = default_policy.clone(header_factory=_HeaderClasses())
 
 
 class SmtpError(RelaisError):
@@ -153,7 +175,7 @@ def build_message(
     is added unless ``headers`` sets it. ``inline_images`` are (cid, content type,
     bytes) parts the HTML shows as ``<img src="cid:...">`` (multipart/related).
     """
-    message = EmailMessage()
+    message = EmailMessage(policy=_POLICY)
     message["From"] = _address(sender, "sender")
     message["To"] = _address(to, "to")
     message["Subject"] = _flatten(subject)
@@ -175,17 +197,19 @@ def build_message(
     return message
 
 
-async def send(settings: SmtpSettings, message: EmailMessage) -> None:
-    """Deliver ``message`` to the recipients in its headers.
+class SmtpConnection:
+    """One SMTP session for several messages (connect once, ``send`` each, quit).
 
-    Raises :class:`SmtpUnavailable` (retryable) or :class:`SmtpRejected`
-    (permanent). Returns only once the server has accepted the message.
+    ``async with SmtpConnection(settings) as smtp: await smtp.send(message)``.
+    Connecting (and logging in) raises :class:`SmtpUnavailable`; ``send`` raises
+    :class:`SmtpRejected` for a message refused for good, :class:`SmtpUnavailable`
+    otherwise. After a failure, ``usable`` says whether the session can take the
+    next message (a refused recipient) or is gone (connection lost, time-out).
     """
-    message_id = message.get("Message-ID", "?")
-    where = f"{settings.host}:{settings.port}"
-    try:
-        refused, _ = await aiosmtplib.send(
-            message,
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.where = f"{settings.host}:{settings.port}"
+        self._client = aiosmtplib.SMTP(
             hostname=settings.host,
             port=settings.port,
             username=settings.username,
@@ -194,25 +218,73 @@ async def send(settings: SmtpSettings, message: EmailMessage) -> None:
             start_tls=settings.start_tls,
             timeout=settings.timeout,
         )
-    except aiosmtplib.SMTPRecipientsRefused as exc:
+        self._broken = False
+
+    async def __aenter__(self) -> SmtpConnection:
+        try:
+            await self._client.connect()
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            self._client.close()
+            raise _convert(exc, self.where) from exc
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            if self.usable:
+                await self._client.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            pass  # every message already has its outcome
+        finally:
+            self._client.close()
+
+    @property
+    def usable(self) -> bool:
+        return not self._broken and self._client.is_connected
+
+    async def send(self, message: EmailMessage) -> None:
+        """Deliver ``message`` to the recipients in its headers; returns once the
+        server has accepted it."""
+        message_id = message.get("Message-ID", "?")
+        try:
+            refused, _ = await self._client.send_message(message)
+        except (aiosmtplib.SMTPException, OSError, ValueError) as exc:
+            if isinstance(exc, OSError):  # lost, timed out: the session is gone
+                self._broken = True
+            raise _convert(exc, self.where, message_id) from exc
+        if refused:
+            log.warning("mail %s: %s refused some recipients: %s", message_id, self.where, sorted(refused))
+        log.info("mail %s delivered to %s via %s", message_id, message.get("To"), self.where)
+
+
+async def send(settings: SmtpSettings, message: EmailMessage) -> None:
+    """Deliver ``message`` alone, over a connection of its own.
+
+    Raises :class:`SmtpUnavailable` (retryable) or :class:`SmtpRejected`
+    (permanent). Returns only once the server has accepted the message.
+    """
+    async with SmtpConnection(settings) as connection:
+        await connection.send(message)
+
+
+def _convert(exc: Exception, where: str, message_id: str | None = None) -> SmtpError:
+    """The error of ours for an aiosmtplib or socket failure: 4xx and anything about the
+    connection are retryable, a 5xx about this recipient or message is permanent."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [refusal.code for refusal in exc.recipients]
         detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
         if codes and all(400 <= code < 500 for code in codes):
-            raise SmtpUnavailable(f"{where} deferred the recipients: {detail}", codes[0]) from exc
+            return SmtpUnavailable(f"{where} deferred the recipients: {detail}", codes[0])
         code = next((c for c in codes if c >= 500), None)
-        raise SmtpRejected(f"{where} refused the recipients: {detail}", code) from exc
-    except aiosmtplib.SMTPDataError as exc:
+        return SmtpRejected(f"{where} refused the recipients: {detail}", code)
+    if isinstance(exc, aiosmtplib.SMTPDataError):
         error = SmtpRejected if exc.code >= 500 else SmtpUnavailable
-        raise error(f"{where} refused the message: {exc.code} {exc.message}", exc.code) from exc
-    except aiosmtplib.SMTPResponseException as exc:  # greeting, HELO, login, sender...
-        raise SmtpUnavailable(f"{where} answered {exc.code} {exc.message}", exc.code) from exc
-    except (aiosmtplib.SMTPException, OSError) as exc:  # refused, lost, timeout, TLS
-        raise SmtpUnavailable(f"{where} unreachable: {type(exc).__name__}: {exc}") from exc
-    except ValueError as exc:  # an address aiosmtplib cannot send safely
-        raise SmtpRejected(f"cannot send {message_id}: {exc}") from exc
-    if refused:
-        log.warning("mail %s: %s refused some recipients: %s", message_id, where, sorted(refused))
-    log.info("mail %s delivered to %s via %s", message_id, message.get("To"), where)
+        return error(f"{where} refused the message: {exc.code} {exc.message}", exc.code)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):  # greeting, HELO, login, sender...
+        return SmtpUnavailable(f"{where} answered {exc.code} {exc.message}", exc.code)
+    if isinstance(exc, (aiosmtplib.SMTPException, OSError)):  # refused, lost, timeout, TLS
+        return SmtpUnavailable(f"{where} unreachable: {type(exc).__name__}: {exc}")
+    # a ValueError: an address aiosmtplib cannot send safely
+    return SmtpRejected(f"cannot send {message_id or '?'}: {exc}")
 
 
 def _url_error(reason: str) -> ValueError:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.pipeline import queue
@@ -49,36 +53,115 @@ async def parent_is_ad(session: AsyncSession, item: Item) -> bool:
     return bool(root and root.is_ad)
 
 
+async def ad_parents(session: AsyncSession, items: Sequence[Item]) -> dict[int, bool]:
+    """:func:`parent_is_ad` for many items, in two queries at most (parents, then their parents)."""
+    found: dict[tuple[str, str], _Parent] = {}
+
+    async def fetch(wanted: set[tuple[str, str]]) -> None:
+        wanted -= found.keys()
+        for platform in {p for p, _ in wanted}:
+            ids = [e for p, e in wanted if p == platform]
+            for start in range(0, len(ids), 500):
+                rows = await session.execute(
+                    select(Item.platform, Item.external_id, Item.is_ad, Item.kind, Item.parent_external_id, Item.thread_external_id)
+                    .where(Item.platform == platform, Item.external_id.in_(ids[start : start + 500]))
+                )
+                for row in rows.all():
+                    found[(row[0], row[1])] = _Parent(*row)
+
+    def parent_of(item: Item | _Parent) -> _Parent | None:
+        for external_id in (item.parent_external_id, item.thread_external_id):
+            if external_id and external_id != item.external_id and (item.platform, external_id) in found:
+                return found[(item.platform, external_id)]
+        return None
+
+    def candidates(item: Item | _Parent) -> set[tuple[str, str]]:
+        return {
+            (item.platform, e) for e in (item.parent_external_id, item.thread_external_id) if e and e != item.external_id
+        }
+
+    await fetch(set().union(*(candidates(i) for i in items)) if items else set())
+    parents = {item.id: parent_of(item) for item in items}
+    await fetch(set().union(set(), *(candidates(p) for p in parents.values() if p and not p.is_ad and p.kind != "post")))
+    result: dict[int, bool] = {}
+    for item in items:
+        parent = parents[item.id]
+        root = parent_of(parent) if parent is not None and not parent.is_ad and parent.kind != "post" else None
+        result[item.id] = bool(parent and (parent.is_ad or (root and root.is_ad)))
+    return result
+
+
+@dataclass(frozen=True)
+class _Parent:
+    platform: str
+    external_id: str
+    is_ad: bool
+    kind: str
+    parent_external_id: str | None
+    thread_external_id: str | None
+
+
+def item_ids(payloads: Iterable[Mapping[str, Any]], key: str = "item_id") -> list[int]:
+    """The ids named by job payloads, ``{"item_ids": [...]}`` or the older ``{"item_id": N}``,
+    in order, each once."""
+    ids: list[int] = []
+    for payload in payloads:
+        many = payload.get(key + "s")
+        ids += [int(i) for i in many] if isinstance(many, list) else [int(payload[key])] if key in payload else []
+    return list(dict.fromkeys(ids))
+
+
 async def classify_item(services: Services, item_id: int, *, relabel_only: bool = False) -> None:
-    """Label the item (idempotent: an item already labelled for its current text is skipped)."""
+    await classify_items(services, [item_id], relabel_only=relabel_only)
+
+
+async def classify_items(services: Services, ids: Sequence[int], *, relabel_only: bool = False) -> None:
+    """Label the items, the model scoring them together (idempotent: an item already
+    labelled for its current text, or no longer waiting for a label, is skipped); the
+    labelled ones are queued for routing in one job."""
+    wanted = ("routed", "notified") if relabel_only else ("new",)
     async with services.sessions() as session:
-        item = await session.get(Item, item_id)
-        wanted = ("routed", "notified") if relabel_only else ("new",)
-        if item is None or item.status not in wanted:
+        items = [i for i in (await session.scalars(select(Item).where(Item.id.in_(ids)).order_by(Item.id))).all() if i.status in wanted]
+        if not items:
             return
-        context = Context(platform=item.platform, kind=item.kind, parent_is_ad=await parent_is_ad(session, item))
-        text = item.text
+        ads = await ad_parents(session, items)
+        texts = {item.id: item.text for item in items}
+        contexts = [Context(platform=item.platform, kind=item.kind, parent_is_ad=ads[item.id]) for item in items]
+    order = [item.id for item in items]
     loop = asyncio.get_running_loop()
-    prediction = await loop.run_in_executor(None, services.model.predict_one, text, context)
-    review = needs_review(prediction, services.model.review_thresholds)
+    predictions = dict(zip(order, await loop.run_in_executor(
+        None, partial(services.model.predict, [texts[i] for i in order], contexts)
+    ), strict=True))
+    thresholds = services.model.review_thresholds
+    labelled: list[tuple[int, Prediction, bool]] = []
     async with services.sessions.begin() as session:
-        item = await session.get(Item, item_id, with_for_update=True)
-        if item is None or item.status not in wanted or item.text != text:
-            return  # edited, removed or answered meanwhile: the edit queued its own classification
-        classification = Classification(
-            item_id=item.id,
-            label=prediction.label,
-            confidence=prediction.confidence,
-            model_version=prediction.model_version,
-            source="model",
-            explanation=list(prediction.explanation),
-        )
-        session.add(classification)
-        item.language = prediction.language
-        if relabel_only:  # an edit after the expert was notified: new label, same expert and link
-            return
-        item.status = "needs_review" if review else "classified"
+        rows = (await session.scalars(select(Item).where(Item.id.in_(order)).order_by(Item.id).with_for_update())).all()
+        classifications = []
+        for item in rows:
+            if item.status not in wanted or item.text != texts[item.id]:
+                continue  # edited, removed or answered meanwhile: the edit queued its own classification
+            prediction = predictions[item.id]
+            classifications.append(Classification(
+                item_id=item.id,
+                label=prediction.label,
+                confidence=prediction.confidence,
+                model_version=prediction.model_version,
+                source="model",
+                explanation=list(prediction.explanation),
+            ))
+            item.language = prediction.language
+            review = needs_review(prediction, thresholds)
+            if not relabel_only:  # an edit after the expert was notified: new label, same expert and link
+                item.status = "needs_review" if review else "classified"
+            labelled.append((item.id, prediction, review))
+        session.add_all(classifications)
         await session.flush()
-        await queue.enqueue(session, "route", {"item_id": item.id}, dedupe_key=f"route:{classification.id}")
+        if labelled and not relabel_only:
+            await queue.enqueue(
+                session, "route", {"item_ids": [i for i, _, _ in labelled]}, dedupe_key=f"route-batch:{classifications[0].id}"
+            )
+    if relabel_only:
+        return
     services.wake()
-    services.announce("item.classified", {"item_id": item_id, "label": prediction.label, "confidence": prediction.confidence, "needs_review": review})
+    for item_id, prediction, review in labelled:
+        services.announce("item.classified", {"item_id": item_id, "label": prediction.label, "confidence": prediction.confidence, "needs_review": review})

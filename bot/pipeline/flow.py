@@ -16,31 +16,96 @@
     and, from the triage UI (bot.triage.actions) or a rule's ``hide``: hide_item ─► platform;
         the UI's replies take the reply page's path: responses row ─► respond
 
-Each job kind maps to the plain async function that does the stage's work.
+Each job kind maps to the plain async function that does the stage's work. The stages an
+item goes through on its way to the expert take many items per call (``BatchHandler``): a
+worker that claims several jobs of such a kind runs them as one batch, and a job carries
+a list of ids (``{"item_ids": [...]}``), so a delivery of 100 comments costs a few
+statements per stage, not a few per comment. A batch that fails is run again job by job,
+and a job of many ids that fails is split into one job per id, so one bad item never
+holds back the others and ends up alone in the dead letters.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot import logs
 from bot.ingest.poller import poll_channel, token_check
-from bot.ingest.webhooks import ingest_delivery
+from bot.ingest.webhooks import ingest_deliveries
 from bot.kpi.crisis import crisis_check
 from bot.kpi.digest import digest_job
 from bot.notify.outbox import notify_expert, notify_fyi, send_email, sla_check
-from bot.pipeline.classify import classify_item
+
+
+async def notify_experts(services: Services, ids: list[int]) -> None:  # TEMP until outbox has it
+    for i in ids:
+        await notify_expert(services, i)
+
+
+async def send_emails(services: Services, ids: list[int]) -> None:  # TEMP
+    for i in ids:
+        await send_email(services, i)
+from bot.pipeline import queue
+from bot.pipeline.classify import classify_items, item_ids
 from bot.pipeline.respond import respond
-from bot.pipeline.route import route_item
-from bot.pipeline.worker import Handler
+from bot.pipeline.route import route_items
+from bot.pipeline.worker import BatchHandler, Handler
 from bot.privacy.retention import retention_job
 from bot.services import Services
 from bot.triage.moderation import hide_item
 
 
+log = logging.getLogger(__name__)
+
+
+def _split_on_failure(
+    services: Services, kind: str, key: str, stage: Callable[[list[int]], Awaitable[None]], extra: dict[str, Any] | None = None
+) -> Callable[[list[int]], Awaitable[None]]:
+    """``stage`` on a list of ids; if it fails for several, one job per id instead (each then
+    retried, and dead-lettered, on its own). With one id, the failure is the job's."""
+
+    async def run(ids: list[int]) -> None:
+        try:
+            await stage(ids)
+        except Exception as exc:
+            if len(ids) < 2:
+                raise
+            log.warning("%s of %d ids failed (%r): queued one job per id", kind, len(ids), exc)
+            async with services.sessions.begin() as session:
+                for one in ids:
+                    await queue.enqueue(session, kind, {key + "s": [one], **(extra or {})})
+            services.wake()
+
+    return run
+
+
 def handlers(services: Services) -> dict[str, Handler]:
-    async def ingest(p: dict[str, Any]) -> None:
-        await ingest_delivery(services, p["delivery_id"])
+    async def ingest(payloads: list[dict[str, Any]]) -> None:
+        await ingest_deliveries(services, item_ids(payloads, "delivery_id"))
+
+    async def classify(payloads: list[dict[str, Any]]) -> None:
+        for relabel in (False, True):
+            ids = item_ids(p for p in payloads if bool(p.get("relabel_only")) == relabel)
+            if ids:
+                stage = _split_on_failure(services, "classify", "item_id",
+                                          lambda i, r=relabel: classify_items(services, i, relabel_only=r),
+                                          {"relabel_only": True} if relabel else None)
+                await stage(ids)
+
+    async def route(payloads: list[dict[str, Any]]) -> None:
+        ids = item_ids(payloads)
+        if ids:
+            await _split_on_failure(services, "route", "item_id", lambda i: route_items(services, i))(ids)
+
+    async def notify(payloads: list[dict[str, Any]]) -> None:
+        ids = item_ids(payloads, "assignment_id")
+        if ids:
+            await _split_on_failure(services, "notify", "assignment_id", lambda i: notify_experts(services, i))(ids)
+
+    async def mail(payloads: list[dict[str, Any]]) -> None:
+        await send_emails(services, item_ids(payloads, "email_id"))
 
     async def poll(p: dict[str, Any]) -> None:
         await poll_channel(services, p["channel_id"])
@@ -48,23 +113,11 @@ def handlers(services: Services) -> dict[str, Handler]:
     async def check_token(p: dict[str, Any]) -> None:
         await token_check(services, p["channel_id"])
 
-    async def classify(p: dict[str, Any]) -> None:
-        await classify_item(services, p["item_id"], relabel_only=p.get("relabel_only", False))
-
-    async def route(p: dict[str, Any]) -> None:
-        await route_item(services, p["item_id"])
-
-    async def notify(p: dict[str, Any]) -> None:
-        await notify_expert(services, p["assignment_id"])
-
     async def sla(p: dict[str, Any]) -> None:
         await sla_check(services, p["assignment_id"], p["step"])
 
     async def fyi(p: dict[str, Any]) -> None:
         await notify_fyi(services, p["assignment_id"], p["to"])
-
-    async def mail(p: dict[str, Any]) -> None:
-        await send_email(services, p["email_id"])
 
     async def reply(p: dict[str, Any]) -> None:
         await respond(services, p["response_id"])
@@ -82,13 +135,13 @@ def handlers(services: Services) -> dict[str, Handler]:
         await retention_job(services)
 
     return logs.with_job_context({  # every log line of a job names its kind and ids
-        "ingest_delivery": ingest,
+        "ingest_delivery": BatchHandler(ingest),
         "poll_channel": poll,
         "token_check": check_token,
-        "classify": classify,
-        "route": route,
-        "notify": notify,
-        "send_email": mail,
+        "classify": BatchHandler(classify),
+        "route": BatchHandler(route),
+        "notify": BatchHandler(notify),
+        "send_email": BatchHandler(mail),
         "sla_check": sla,
         "notify_fyi": fyi,
         "respond": reply,

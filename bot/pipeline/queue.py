@@ -63,6 +63,26 @@ async def enqueue(
     return (await session.execute(stmt)).scalar_one_or_none() is not None
 
 
+async def enqueue_many(
+    session: AsyncSession, rows: list[tuple[str, dict[str, Any], str | None, datetime | None, int]]
+) -> int:
+    """:func:`enqueue` for many jobs: each row is (kind, payload, dedupe_key, run_at,
+    max_attempts). A key already used is skipped. The rows go as multi-row INSERTs
+    (SQLAlchemy's "insertmanyvalues", one compiled statement). Returns how many jobs
+    were added."""
+    if not rows:
+        return 0
+    now = utcnow()
+    values = [
+        {"kind": kind, "payload": payload, "dedupe_key": dedupe_key, "run_at": run_at or now,
+         "max_attempts": max_attempts, "status": "queued", "attempts": 0, "created_at": now}
+        for kind, payload, dedupe_key, run_at, max_attempts in rows
+    ]
+    jobs = Job.__table__
+    stmt = dialect_insert(session)(jobs).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(jobs.c.id)
+    return len((await session.execute(stmt, values)).all())
+
+
 async def claim(
     session: AsyncSession, worker_id: str, *, limit: int = 1, lease_s: float = 120.0
 ) -> list[ClaimedJob]:

@@ -11,19 +11,22 @@ stores the decision (and picks a team member, :mod:`bot.pipeline.teams`) is
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
 
 from bot.domain import RouteDecision
 from bot.kpi import events
 from bot.pipeline import queue
-from bot.pipeline.classify import parent_is_ad
+from bot.pipeline.classify import ad_parents
 from bot.pipeline.rules import DAYS, Condition, Hours, Rule, RuleSet, fold
 from bot.pipeline.sla_clock import calendar_for, due_time
 from bot.services import Services
 from bot.store.models import Assignment, Channel, Item, utcnow
-from bot.store.queries import latest_classification
+from bot.store.queries import latest_classifications
 
 
 @dataclass(frozen=True)
@@ -343,68 +346,89 @@ def facts_of(item: Item, category: str, confidence: float, *, needs_review: bool
 
 
 async def route_item(services: Services, item_id: int) -> None:
-    """Store the routing decision for a classified item and queue the expert's email."""
-    from bot.pipeline.rule_effects import apply_effects
-    from bot.pipeline.teams import pick
+    await route_items(services, [item_id])
 
+
+async def route_items(services: Services, ids: Sequence[int]) -> None:
+    """Store the routing decision of each classified item and queue the experts' emails
+    (one ``notify`` job for the batch). Idempotent: an item no longer ``classified`` or
+    ``needs_review`` (a retried job, removed, answered) is skipped. The experts' loads and
+    latest assignments are read once per batch and kept up to date as it assigns."""
+    from bot.pipeline.rule_effects import apply_effects
+    from bot.pipeline.teams import TeamState, choose, people_of
+
+    routed: list[tuple[int, str, str]] = []
     async with services.sessions.begin() as session:
-        item = await session.get(Item, item_id, with_for_update=True)
-        if item is None or item.status not in ("classified", "needs_review"):
-            return  # already routed (a retried job), removed, or answered
-        label = await latest_classification(session, item.id)
-        if label is None:
+        items = [
+            i for i in (await session.scalars(select(Item).where(Item.id.in_(ids)).order_by(Item.id).with_for_update())).all()
+            if i.status in ("classified", "needs_review")
+        ]
+        if not items:
             return
-        channel = await session.get(Channel, item.channel_id) if item.channel_id else None
+        labels = await latest_classifications(session, [i.id for i in items])
+        items = [i for i in items if i.id in labels]
+        channel_ids = {i.channel_id for i in items if i.channel_id}
+        channels = {c.id: c for c in (await session.scalars(select(Channel).where(Channel.id.in_(channel_ids)))).all()} if channel_ids else {}
+        ads = await ad_parents(session, items)
         now = utcnow()
-        facts = facts_of(
-            item,
-            label.label,
-            label.confidence,
-            needs_review=item.status == "needs_review",
-            is_reply_to_ad=await parent_is_ad(session, item),
-            channel=channel.external_id if channel else "",
-            now=now,
-        )
         rules = services.rules  # one version for the whole decision, even if a reload swaps it
-        decision = route(facts, rules)
-        trace = list(decision.trace)
-        rule = next(r for r in rules.rules if r.name == decision.rule_name)
-        expert = None
-        if not facts.needs_review:
-            expert, why = await pick(session, rules, rule, now, services.settings.timezone)
-            trace += why
-        calendar = None
-        if rule.business_hours:
-            calendar = calendar_for(rules, expert.email if expert else None, rule.team, services.settings.timezone)
-        assignment = Assignment(
-            item_id=item.id,
-            expert_id=expert.id if expert else None,
-            rule_name=decision.rule_name,
-            rules_version=decision.rules_version,
-            reply_mode=decision.reply_mode.value,
-            sla_due=due_time(item.created_time, decision.sla_seconds, calendar),
-            sla_business_hours=calendar is not None,
-            priority=rule.priority,
-            template=rule.template,
-            trace=trace,
-            assigned_at=now,
-        )
-        session.add(assignment)
+        by_name = {r.name: r for r in rules.rules}
+        decided = []
+        for item in items:
+            channel = channels.get(item.channel_id) if item.channel_id else None
+            label = labels[item.id]
+            facts = facts_of(
+                item, label.label, label.confidence, needs_review=item.status == "needs_review",
+                is_reply_to_ad=ads[item.id], channel=channel.external_id if channel else "", now=now,
+            )
+            decided.append((item, channel, facts, route(facts, rules)))
+        state = await TeamState.load(session, {e for _, _, f, d in decided if not f.needs_review for e in people_of(rules, by_name[d.rule_name])})
+        assignments: list[tuple[Item, Channel | None, Assignment, Any, Any]] = []
+        for item, channel, facts, decision in decided:
+            trace = list(decision.trace)
+            rule = by_name[decision.rule_name]
+            expert = None
+            if not facts.needs_review:
+                expert, why = choose(state, rules, rule, now, services.settings.timezone)
+                trace += why
+                if expert is not None:
+                    state.assigned(expert)
+            calendar = None
+            if rule.business_hours:
+                calendar = calendar_for(rules, expert.email if expert else None, rule.team, services.settings.timezone)
+            assignment = Assignment(
+                item_id=item.id,
+                expert_id=expert.id if expert else None,
+                rule_name=decision.rule_name,
+                rules_version=decision.rules_version,
+                reply_mode=decision.reply_mode.value,
+                sla_due=due_time(item.created_time, decision.sla_seconds, calendar),
+                sla_business_hours=calendar is not None,
+                priority=rule.priority,
+                template=rule.template,
+                trace=trace,
+                assigned_at=now,
+            )
+            assignments.append((item, channel, assignment, rule, expert))
+        session.add_all([a for _, _, a, _, _ in assignments])
         await session.flush()
-        if not facts.needs_review:  # an item the model is unsure of is never hidden or answered by a rule
-            assignment.trace = trace + await apply_effects(
-                services, session, item, assignment, rule, channel.name if channel else item.platform
-            )
-        if expert is None:
-            item.status = "triage"
-        else:
-            item.status = "routed"
-            await events.record(
-                session, events.TIME_TO_ASSIGNMENT, item, events.elapsed(item.created_time, now), now, expert_id=expert.id
-            )
-            await queue.enqueue(session, "notify", {"assignment_id": assignment.id}, dedupe_key=f"notify:{assignment.id}")
+        lags = []
+        to_notify = []
+        for (item, channel, assignment, rule, expert), (_, _, facts, decision) in zip(assignments, decided, strict=True):
+            if not facts.needs_review and rule.has_effects:  # an item the model is unsure of is never hidden or answered by a rule
+                assignment.trace = list(assignment.trace) + await apply_effects(
+                    services, session, item, assignment, rule, channel.name if channel else item.platform
+                )
+            if expert is None:
+                item.status = "triage"
+            else:
+                item.status = "routed"
+                lags.append(events.row(events.TIME_TO_ASSIGNMENT, item, events.elapsed(item.created_time, now), now, expert_id=expert.id))
+                to_notify.append(assignment.id)
+            routed.append((item.id, decision.rule_name, expert.email if expert else "triage"))
+        await events.record_many(session, lags)
+        if to_notify:
+            await queue.enqueue(session, "notify", {"assignment_ids": to_notify}, dedupe_key=f"notify-batch:{to_notify[0]}")
     services.wake()
-    services.announce(
-        "item.routed",
-        {"item_id": item_id, "rule": decision.rule_name, "expert": expert.email if expert else "triage"},
-    )
+    for item_id, rule_name, who in routed:
+        services.announce("item.routed", {"item_id": item_id, "rule": rule_name, "expert": who})

@@ -150,6 +150,11 @@ class Rule:
     hide: bool = False  # hide the comment on the platform (spam, insults)
     auto_ack: str | None = None  # template of a public acknowledgement posted at once
 
+    @property
+    def has_effects(self) -> bool:
+        """Whether a match does more than assign (hide, auto-acknowledge, FYI copies)."""
+        return self.hide or self.auto_ack is not None or bool(self.notify)
+
 
 @dataclass(frozen=True)
 class RuleSet:

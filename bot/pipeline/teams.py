@@ -20,6 +20,7 @@ items still ``routed`` or ``notified``). Then:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -80,16 +81,56 @@ async def _rows(session: AsyncSession, emails: Iterable[str]) -> dict[str, Exper
     return {e.email: e for e in found}
 
 
+@dataclass
+class TeamState:
+    """What picking needs from the database (the experts' rows, open items, latest
+    assignments), read once for a batch of items and kept up to date in memory as the
+    batch assigns them (:meth:`assigned`)."""
+
+    rows: dict[str, Expert]
+    loads: dict[int, int]
+    last: dict[int, int]
+    _clock: int = 0
+
+    @classmethod
+    async def load(cls, session: AsyncSession, emails: Iterable[str]) -> TeamState:
+        rows = await _rows(session, emails)
+        ids = [r.id for r in rows.values()]
+        last = await last_assigned(session, ids)
+        return cls(rows, await open_items(session, ids), last, max(last.values(), default=0))
+
+    def assigned(self, expert: Expert) -> None:
+        """``expert`` got an item of this batch: one more open item, assigned most recently."""
+        self.loads[expert.id] = self.loads.get(expert.id, 0) + 1
+        self._clock += 1
+        self.last[expert.id] = self._clock
+
+
+def people_of(rules: RuleSet, rule: Rule) -> list[str]:
+    """The emails :func:`pick` may look at for ``rule``."""
+    if rule.team is not None:
+        team = rules.teams[rule.team]
+        return [*team.members, *([team.backup] if team.backup else [])]
+    if rule.expert_email is None:
+        return []
+    spec = rules.experts[rule.expert_email]
+    return [spec.email] + ([spec.backup] if spec.backup else [])
+
+
 async def pick(session: AsyncSession, rules: RuleSet, rule: Rule, now: datetime, default_zone: str = "Europe/Paris") -> tuple[Expert | None, list[str]]:
     """The expert who gets an item matched by ``rule`` (None: triage), and why."""
+    state = await TeamState.load(session, people_of(rules, rule))
+    return choose(state, rules, rule, now, default_zone)
+
+
+def choose(state: TeamState, rules: RuleSet, rule: Rule, now: datetime, default_zone: str = "Europe/Paris") -> tuple[Expert | None, list[str]]:
+    """:func:`pick` on a :class:`TeamState` (which must hold everyone :func:`people_of` names)."""
     if rule.team is not None:
-        return await _pick_member(session, rules, rules.teams[rule.team], rule, now, default_zone)
+        return _pick_member(state, rules, rules.teams[rule.team], rule, now, default_zone)
     if rule.expert_email is None:
         return None, []
     spec = rules.experts[rule.expert_email]
-    emails = [spec.email] + ([spec.backup] if spec.backup else [])
-    rows = await _rows(session, emails)
-    loads = await open_items(session, [r.id for r in rows.values()])
+    rows, loads = state.rows, state.loads
     row = rows.get(spec.email)
     if row is None:
         return None, [f"{spec.email}: not in the experts table: triage"]
@@ -106,11 +147,10 @@ async def pick(session: AsyncSession, rules: RuleSet, rule: Rule, now: datetime,
     return None, [*trace, "nobody available: triage"]
 
 
-async def _pick_member(
-    session: AsyncSession, rules: RuleSet, team: TeamSpec, rule: Rule, now: datetime, default_zone: str
+def _pick_member(
+    state: TeamState, rules: RuleSet, team: TeamSpec, rule: Rule, now: datetime, default_zone: str
 ) -> tuple[Expert | None, list[str]]:
-    rows = await _rows(session, [*team.members, *([team.backup] if team.backup else [])])
-    loads = await open_items(session, [r.id for r in rows.values()])
+    rows, loads = state.rows, state.loads
     trace: list[str] = []
     candidates: list[tuple[int, Expert]] = []  # (position in the team, row)
     for position, email in enumerate(team.members):
@@ -125,7 +165,7 @@ async def _pick_member(
             candidates.append((position, row))
     if candidates:
         if team.strategy == "round_robin":
-            last = await last_assigned(session, [row.id for _, row in candidates])
+            last = state.last
             position, chosen = min(candidates, key=lambda c: (last.get(c[1].id, 0), c[0]))
             seen = last.get(chosen.id)
             reason = "round robin: never assigned yet" if seen is None else "round robin: assigned least recently"

@@ -11,7 +11,9 @@ import contextlib
 import logging
 import os
 import socket
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,7 +25,20 @@ from bot.web import metrics
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class BatchHandler:
+    """A stage that handles many jobs of its kind in one call (one query per batch, not per item).
+
+    The worker calls ``run`` once with the payloads of all the jobs of that kind it claimed
+    together. If the call fails and there were several, each job is run again alone, so a
+    failure (retry, backoff, dead letter) is recorded on the job it belongs to."""
+
+    run: Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+
+Handler = Callable[[dict[str, Any]], Awaitable[None]] | BatchHandler
 
 #: A channel whose token is dead keeps its jobs; they are looked at again after this delay.
 TOKEN_INVALID_RECHECK_S = 300.0
@@ -111,8 +126,17 @@ class Worker:
         pending = {job.id for job in jobs}
         succeeded: list[int] = []
         renewer = asyncio.create_task(self._renew(pending), name="relais-lease-renewal")
+        groups: dict[str, list[ClaimedJob]] = defaultdict(list)
+        singles: list[ClaimedJob] = []
+        for job in jobs:
+            if isinstance(self.handlers.get(job.kind), BatchHandler) and job.attempts <= job.max_attempts:
+                groups[job.kind].append(job)
+            else:
+                singles.append(job)
+        runs = [self._run(job, pending, succeeded) for job in singles]
+        runs += [self._run_group(group, pending, succeeded) for group in groups.values()]
         try:
-            await asyncio.gather(*(self._run(job, pending, succeeded) for job in jobs))
+            await asyncio.gather(*runs)
         except asyncio.CancelledError:
             await self._settle(succeeded, sorted(pending))
             raise
@@ -154,6 +178,25 @@ class Worker:
             total += handled
         return total
 
+    async def _run_group(self, group: list[ClaimedJob], pending: set[int], succeeded: list[int]) -> None:
+        """Jobs of one batch kind: one call for all; if it fails, each job alone."""
+        if len(group) > 1:
+            handler = self.handlers[group[0].kind]
+            assert isinstance(handler, BatchHandler)
+            try:
+                await handler.run([job.payload for job in group])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - each job is run again alone below
+                log.warning("batch of %d %s jobs failed (%r): running each alone", len(group), group[0].kind, exc)
+            else:
+                for job in group:
+                    pending.discard(job.id)
+                    succeeded.append(job.id)
+                return
+        for job in group:
+            await self._run(job, pending, succeeded)
+
     async def _run(self, job: ClaimedJob, pending: set[int], succeeded: list[int]) -> None:
         handler = self.handlers.get(job.kind)
         try:
@@ -161,7 +204,10 @@ class Worker:
                 raise PermanentFailure(f"no handler for job kind {job.kind!r}")
             if job.attempts > job.max_attempts:
                 raise PermanentFailure("lease expired too many times (worker crashes?)")
-            await handler(job.payload)
+            if isinstance(handler, BatchHandler):
+                await handler.run([job.payload])
+            else:
+                await handler(job.payload)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job

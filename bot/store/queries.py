@@ -50,6 +50,18 @@ async def latest_classification(session: AsyncSession, item_id: int) -> Classifi
     )
 
 
+async def latest_classifications(session: AsyncSession, item_ids: list[int]) -> dict[int, Classification]:
+    """:func:`latest_classification` of many items, in one query (items without one are absent)."""
+    latest: dict[int, Classification] = {}
+    if item_ids:
+        rows = await session.scalars(
+            select(Classification).where(Classification.item_id.in_(item_ids)).order_by(Classification.id)
+        )
+        for row in rows.all():
+            latest[row.item_id] = row
+    return latest
+
+
 async def latest_assignment(session: AsyncSession, item_id: int) -> Assignment | None:
     return await session.scalar(
         select(Assignment).where(Assignment.item_id == item_id).order_by(Assignment.id.desc()).limit(1)

@@ -97,13 +97,28 @@ async def metrics_middleware(
         raise
     finally:
         elapsed = time.perf_counter() - start
-        route = _route(request)
-        if not route.startswith("/ui/events"):  # a live stream lasts minutes: not a latency
-            HTTP_SECONDS.labels(route, request.method, str(status)).observe(elapsed)
-        if route.startswith("/webhooks/") and request.method == "POST":
-            platform = route.removeprefix("/webhooks/").split("/")[0]
-            WEBHOOK_SECONDS.labels(platform).observe(elapsed)
-            WEBHOOK_DELIVERIES.labels(platform, str(status)).inc()
+        key = (_route(request), request.method, status)
+        observers = _OBSERVERS.get(key)
+        for observe in _observers(*key) if observers is None else observers:
+            observe(elapsed)
+
+
+#: (route, method, status) -> what to record for a request: prometheus-client's ``labels()``
+#: takes a lock and builds a key at each call, so each combination is looked up once.
+_OBSERVERS: dict[tuple[str, str, int], list[Callable[[float], None]]] = {}
+
+
+def _observers(route: str, method: str, status: int) -> list[Callable[[float], None]]:
+    observers: list[Callable[[float], None]] = []
+    if not route.startswith("/ui/events"):  # a live stream lasts minutes: not a latency
+        observers.append(HTTP_SECONDS.labels(route, method, str(status)).observe)
+    if route.startswith("/webhooks/") and method == "POST":
+        platform = route.removeprefix("/webhooks/").split("/")[0]
+        delivered = WEBHOOK_DELIVERIES.labels(platform, str(status))
+        observers += [WEBHOOK_SECONDS.labels(platform).observe, lambda _elapsed: delivered.inc()]
+    if len(_OBSERVERS) < 10_000:  # routes are patterns and statuses few; a bound all the same
+        _OBSERVERS[(route, method, status)] = observers
+    return observers
 
 
 async def database_metrics(services: Services) -> list[Metric]:

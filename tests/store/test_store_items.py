@@ -69,7 +69,7 @@ async def item_row(sessions: async_sessionmaker[AsyncSession], external_id: str)
 async def classify_jobs(sessions: async_sessionmaker[AsyncSession], item_id: int) -> list[Job]:
     async with sessions() as session:
         jobs = (await session.scalars(select(Job).where(Job.kind == "classify"))).all()
-    return [j for j in jobs if j.payload.get("item_id") == item_id]
+    return [j for j in jobs if item_id in j.payload.get("item_ids", [j.payload.get("item_id")])]
 
 
 async def count(sessions: async_sessionmaker[AsyncSession], model: type) -> int:
