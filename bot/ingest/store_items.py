@@ -189,7 +189,7 @@ async def _insert_new(
         for item_id, platform, external_id in (await session.execute(stmt)).all():
             stored[(platform, external_id)] = item_id
     to_answer: list[int] = []
-    lags: list[dict[str, object]] = []
+    lags = []
     for key, (item, row) in rows.items():
         item_id = stored.get(key)
         if item_id is None:
@@ -201,10 +201,10 @@ async def _insert_new(
         if source in ("webhook", "poll"):  # a backfill of last week says nothing about ingest lag
             received = row["received_at"]
             assert isinstance(received, datetime)
-            lags.append({"name": events.INGEST_LAG, "item_id": item_id, "expert_id": None, "channel_id": row["channel_id"],
-                         "seconds": events.elapsed(item.created_time, received), "at": received, "detail": {}})
+            lags.append(events.row(events.INGEST_LAG, item_id, channel.id if channel else None,
+                                   events.elapsed(item.created_time, received), received))
         to_answer.append(item_id)
-    await events.record_many(session, lags)  # type: ignore[arg-type]
+    await events.record_many(session, lags)
     for item in seen_again:
         result.duplicates += 1
         if item.is_ad:  # a later look may learn that a stored post is an ad

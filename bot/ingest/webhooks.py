@@ -98,6 +98,11 @@ def json_problem(body: bytes) -> str | None:
     if (body.count(b"{") + body.count(b"[") < MAX_JSON_DEPTH and encoding == "utf-8"
             and not _may_hold_a_surrogate(body)):
         return None
+    return tree_problem(value)
+
+
+def tree_problem(value: object) -> str | None:
+    """Why a parsed body is refused (too deep, an unpaired surrogate), found by walking every node."""
     stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
@@ -114,6 +119,15 @@ def json_problem(body: bytes) -> str | None:
     return None
 
 
+# The rows DeliveryWriter._write writes through the engine, in SQL (the same text for the JSON payload)
+_INSERT_DELIVERY = "INSERT INTO deliveries (platform, body, received_at) VALUES ('facebook', ?, ?)"
+_INSERT_JOBS = (
+    "INSERT INTO jobs (kind, payload, status, attempts, max_attempts, run_at, dedupe_key, created_at) "
+    "SELECT 'ingest_delivery', printf('{\"delivery_id\": %d}', value), 'queued', 0, 8, ?1, 'delivery:' || value, ?1 "
+    "FROM json_each(?2)"
+)
+
+
 class DeliveryWriter:
     """Group commit: deliveries that arrive together are stored in one transaction.
 
@@ -123,7 +137,7 @@ class DeliveryWriter:
 
     On SQLite (a database file in WAL mode), a batch is written on the event loop's thread
     through a ``sqlite3`` connection of the writer's own (``BEGIN IMMEDIATE``, the INSERTs,
-    ``COMMIT``: about 25 µs of SQLite per delivery). Through SQLAlchemy's async layer each
+    ``COMMIT``: about 20 µs per delivery). Through SQLAlchemy's async layer each
     statement was a hop to aiosqlite's thread, and the hops cost more than the writes.
     The loop never waits on SQLite: this connection does not wait for the write lock (a
     batch that finds it taken goes through the engine, which waits in its own thread),
@@ -145,11 +159,9 @@ class DeliveryWriter:
             and not url.query else None
         )
         dialect = services.engine.dialect
-        # the engine's own conversions, so that rows read the same whichever way they were written
+        # the engine's own conversion, so that rows read the same whichever way they were written
         self._sql_time: Callable[[datetime], Any] = (
             Delivery.__table__.c.received_at.type.dialect_impl(dialect).bind_processor(dialect))
-        self._sql_json: Callable[[dict[str, Any]], Any] = (
-            Job.__table__.c.payload.type.dialect_impl(dialect).bind_processor(dialect))
         self._conn: sqlite3.Connection | None = None
         self._commits = 0
         self._checkpoint: asyncio.Task[None] | None = None
@@ -172,6 +184,7 @@ class DeliveryWriter:
             self._conn = None
 
     async def _drain(self) -> None:
+        await asyncio.sleep(0)  # one turn of the loop: the requests read in this turn join the batch
         while self._pending:
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
             try:
@@ -217,27 +230,15 @@ class DeliveryWriter:
             return None
         when = self._sql_time(now)
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            ids = [
-                int(conn.execute("INSERT INTO deliveries (platform, body, received_at) VALUES ('facebook', ?, ?)",
-                                 (body, when)).lastrowid or 0)
-                for body in bodies
-            ]
-            conn.executemany(
-                "INSERT INTO jobs (kind, payload, status, attempts, max_attempts, run_at, dedupe_key, created_at) "
-                "VALUES ('ingest_delivery', ?, 'queued', 0, 8, ?, ?, ?)",
-                [(self._sql_json({"delivery_id": i}), when, f"delivery:{i}", when) for i in ids],
-            )
-            conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
+            conn.execute("BEGIN IMMEDIATE")  # fails at once (busy timeout 0) if another writer holds the lock
+            ids = [conn.execute(_INSERT_DELIVERY, (body, when)).lastrowid or 0 for body in bodies]
+            conn.execute(_INSERT_JOBS, (when, json.dumps(ids)))
+            conn.commit()
+        except BaseException as exc:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if "locked" in str(exc) or "busy" in str(exc):  # SQLITE_BUSY / SQLITE_LOCKED
-                return None
-            raise
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                conn.rollback()
+            if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+                return None  # SQLITE_BUSY / SQLITE_LOCKED: nothing was written
             raise
         self._commits += 1
         if self._commits % self.CHECKPOINT_EVERY == 0 and (self._checkpoint is None or self._checkpoint.done()):
@@ -276,15 +277,22 @@ def facebook_routes(services: Services, writer: DeliveryWriter) -> list[web.Rout
 
     async def receive(request: web.Request) -> web.Response:
         limit = settings.webhook_max_bytes
-        if request.content_length is not None and request.content_length > limit:
+        length = request.content_length
+        if length is not None and length > limit:
             return web.Response(status=413, text=f"delivery larger than {limit} bytes\n")
-        chunks, size = [], 0
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > limit:
-                return web.Response(status=413, text=f"delivery larger than {limit} bytes\n")
-            chunks.append(chunk)
-        body = b"".join(chunks)
+        if length is not None:  # the usual case: one read
+            try:
+                body = await request.content.readexactly(length)
+            except asyncio.IncompleteReadError as exc:  # the sender went away: the signature will not match
+                body = exc.partial
+        else:
+            chunks, size = [], 0
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    return web.Response(status=413, text=f"delivery larger than {limit} bytes\n")
+                chunks.append(chunk)
+            body = b"".join(chunks)
         if not signature_ok(settings.fb_app_secret.reveal(), body, request.headers.get("X-Hub-Signature-256")):
             log.warning("facebook webhook: missing or wrong signature from %s", request.remote)
             return web.Response(status=403, text="invalid or missing X-Hub-Signature-256\n")

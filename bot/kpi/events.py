@@ -42,11 +42,11 @@ def elapsed(start: datetime, end: datetime) -> float:
 
 
 def row(
-    name: str, item: Item, seconds: float, at: datetime, *, expert_id: int | None = None, detail: dict[str, Any] | None = None
+    name: str, item_id: int, channel_id: int | None, seconds: float, at: datetime, *, expert_id: int | None = None
 ) -> dict[str, Any]:
     """One ``kpi_events`` row, for :func:`record_many`."""
-    return {"name": name, "item_id": item.id, "expert_id": expert_id, "channel_id": item.channel_id,
-            "seconds": seconds, "at": at, "detail": detail or {}}
+    return {"name": name, "item_id": item_id, "expert_id": expert_id, "channel_id": channel_id,
+            "seconds": seconds, "at": at, "detail": {}}
 
 
 async def record_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

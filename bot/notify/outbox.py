@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.kpi.calendar import BusinessCalendar
@@ -25,12 +25,13 @@ from bot.notify import links
 from bot.notify.compose import NotificationView, compose_notification, draft_reply
 from bot.notify.smtp import SmtpConnection, SmtpRejected, SmtpSettings, SmtpUnavailable, build_message
 from bot.pipeline import queue
+from bot.pipeline.classify import thread_parents
 from bot.pipeline.sla_clock import calendar_for, step_time
 from bot.pipeline.teams import unavailable
 from bot.pipeline.worker import PermanentFailure
 from bot.services import Services
 from bot.store.models import Assignment, Channel, Classification, Email, EmailPart, Expert, Item, utcnow
-from bot.store.queries import latest_assignment
+from bot.store.queries import latest_assignment, latest_classifications
 
 log = logging.getLogger(__name__)
 
@@ -59,36 +60,15 @@ class _About:
     page_name: str
 
 
-def _parent_refs(item: Item) -> list[str]:
-    """The external ids ``thread_parent`` looks for, in its order (an X root tweet is its own conversation)."""
-    return [ref for ref in (item.parent_external_id, item.thread_external_id) if ref and ref != item.external_id]
-
-
-async def _thread_parents(session: AsyncSession, items: list[Item]) -> dict[int, Item]:
-    """``thread_parent`` of each item (item id -> the post it answers), in one query."""
-    platforms = {item.platform for item in items if _parent_refs(item)}
-    refs = {ref for item in items for ref in _parent_refs(item)}
-    if not refs:
-        return {}
-    rows = await session.scalars(select(Item).where(Item.platform.in_(platforms), Item.external_id.in_(refs)))
-    found = {(row.platform, row.external_id): row for row in rows}
-    parents: dict[int, Item] = {}
-    for item in items:
-        parent = next((found[key] for key in ((item.platform, ref) for ref in _parent_refs(item)) if key in found), None)
-        if parent is not None:
-            parents[item.id] = parent
-    return parents
-
-
 async def _about(session: AsyncSession, items: list[Item]) -> dict[int, _About]:
     """Labels, thread parents and page names of ``items``, in a handful of queries."""
-    ids = [item.id for item in items]
-    newest = select(func.max(Classification.id)).where(Classification.item_id.in_(ids)).group_by(Classification.item_id)
-    labels = {row.item_id: row for row in await session.scalars(select(Classification).where(Classification.id.in_(newest)))}
-    parents = await _thread_parents(session, items)
-    grandparents = await _thread_parents(session, [p for p in parents.values() if p.kind != "post"])
+    labels = await latest_classifications(session, [item.id for item in items])
+    parents = await thread_parents(session, items)
+    grandparents = await thread_parents(session, [p for p in parents.values() if p.kind != "post"])
     channel_ids = {item.channel_id for item in items if item.channel_id}
-    channels = dict((await session.execute(select(Channel.id, Channel.name).where(Channel.id.in_(channel_ids)))).all()) if channel_ids else {}
+    channels: dict[int, str] = {}
+    if channel_ids:
+        channels.update((await session.execute(select(Channel.id, Channel.name).where(Channel.id.in_(channel_ids)))).all())
     about: dict[int, _About] = {}
     for item in items:
         parent = parents.get(item.id)
@@ -224,7 +204,8 @@ async def notify_experts(services: Services, assignment_ids: list[int]) -> None:
             return
         locked = select(Item).where(Item.id.in_({a.item_id for a in assignments})).order_by(Item.id).with_for_update()
         items = {item.id: item for item in await session.scalars(locked)}
-        experts = {e.id: e for e in await session.scalars(select(Expert).where(Expert.id.in_({a.expert_id for a in assignments})))}
+        people = select(Expert).where(Expert.id.in_({a.expert_id for a in assignments}))
+        experts = {expert.id: expert for expert in await session.scalars(people)}
         todo: list[tuple[Item, Assignment, Expert]] = []
         for assignment in assignments:
             item, expert = items.get(assignment.item_id), experts.get(assignment.expert_id or 0)
@@ -239,7 +220,8 @@ async def notify_experts(services: Services, assignment_ids: list[int]) -> None:
         for item, assignment, expert in todo:
             link, token = links.new_link(secret, item.id, expert.id, settings.reply_link_ttl_s)
             reply_links.append(link)
-            mails.append(_compose(services, item, about[item.id], assignment, expert, "notification", f"{settings.base_url}/reply/{token}"))
+            url = f"{settings.base_url}/reply/{token}"
+            mails.append(_compose(services, item, about[item.id], assignment, expert, "notification", url))
         session.add_all(reply_links)
         await session.flush()  # the items' new status and the links: one executemany each
         jobs = [_send_job(email_id) for email_id in await _insert_emails(session, mails)]
@@ -280,7 +262,8 @@ def _sla_jobs(
         at = step_time(item.created_time, assignment.sla_due, fraction, calendar)
         if at <= now and kind == "reminder":
             continue  # the item reached us late: no reminder about a moment already past
-        jobs.append(("sla_check", {"assignment_id": assignment.id, "step": number}, f"sla:{assignment.id}:{number}", max(at, now), SLA_MAX_ATTEMPTS))
+        payload = {"assignment_id": assignment.id, "step": number}
+        jobs.append(("sla_check", payload, f"sla:{assignment.id}:{number}", max(at, now), SLA_MAX_ATTEMPTS))
     return jobs
 
 

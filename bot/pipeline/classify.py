@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.pipeline import queue
 from bot.services import Services
 from bot.store.models import Classification, Item
-from bot.store.queries import item_by_external_id
 from classifiers import Context, Prediction
 
 log = logging.getLogger(__name__)
@@ -35,80 +32,43 @@ def needs_review(prediction: Prediction, thresholds: Mapping[str, float] | None 
 
 async def thread_parent(session: AsyncSession, item: Item) -> Item | None:
     """The post an item answers (its direct parent, else its thread's root), if stored."""
-    for external_id in (item.parent_external_id, item.thread_external_id):
-        if external_id and external_id != item.external_id:  # an X root tweet is its own conversation
-            parent = await item_by_external_id(session, item.platform, external_id)
-            if parent is not None:
-                return parent
-    return None
+    return (await thread_parents(session, [item])).get(item.id)
 
 
 async def parent_is_ad(session: AsyncSession, item: Item) -> bool:
-    parent = await thread_parent(session, item)
-    if parent is None:
-        return False
-    if parent.is_ad:
-        return True
-    root = await thread_parent(session, parent) if parent.kind != "post" else None  # a reply to a reply
-    return bool(root and root.is_ad)
+    """Whether the item answers an ad: its parent is one, or, for a reply to a reply, the post above."""
+    return (await ad_parents(session, [item]))[item.id]
+
+
+def _parent_refs(item: Item) -> list[str]:
+    """The external ids :func:`thread_parent` looks for, in its order (an X root tweet is its own conversation)."""
+    return [ref for ref in (item.parent_external_id, item.thread_external_id) if ref and ref != item.external_id]
+
+
+async def thread_parents(session: AsyncSession, items: Sequence[Item]) -> dict[int, Item]:
+    """:func:`thread_parent` of each item (item id -> the post it answers, if stored), in one query."""
+    platforms = {item.platform for item in items if _parent_refs(item)}
+    refs = {ref for item in items for ref in _parent_refs(item)}
+    if not refs:
+        return {}
+    rows = await session.scalars(select(Item).where(Item.platform.in_(platforms), Item.external_id.in_(refs)))
+    found = {(row.platform, row.external_id): row for row in rows}
+    parents: dict[int, Item] = {}
+    for item in items:
+        parent = next((found[key] for key in ((item.platform, ref) for ref in _parent_refs(item)) if key in found), None)
+        if parent is not None:
+            parents[item.id] = parent
+    return parents
 
 
 async def ad_parents(session: AsyncSession, items: Sequence[Item]) -> dict[int, bool]:
-    """:func:`parent_is_ad` for many items, in two queries at most (parents, then their parents)."""
-    found: dict[tuple[str, str], _Parent] = {}
-
-    async def fetch(wanted: set[tuple[str, str]]) -> None:
-        wanted -= found.keys()
-        for platform in {p for p, _ in wanted}:
-            ids = [e for p, e in wanted if p == platform]
-            for start in range(0, len(ids), 500):
-                rows = await session.execute(
-                    select(Item.platform, Item.external_id, Item.is_ad, Item.kind, Item.parent_external_id, Item.thread_external_id)
-                    .where(Item.platform == platform, Item.external_id.in_(ids[start : start + 500]))
-                )
-                for row in rows.all():
-                    found[(row[0], row[1])] = _Parent(*row)
-
-    def parent_of(item: Item | _Parent) -> _Parent | None:
-        for external_id in (item.parent_external_id, item.thread_external_id):
-            if external_id and external_id != item.external_id and (item.platform, external_id) in found:
-                return found[(item.platform, external_id)]
-        return None
-
-    def candidates(item: Item | _Parent) -> set[tuple[str, str]]:
-        return {
-            (item.platform, e) for e in (item.parent_external_id, item.thread_external_id) if e and e != item.external_id
-        }
-
-    await fetch(set().union(*(candidates(i) for i in items)) if items else set())
-    parents = {item.id: parent_of(item) for item in items}
-    await fetch(set().union(set(), *(candidates(p) for p in parents.values() if p and not p.is_ad and p.kind != "post")))
-    result: dict[int, bool] = {}
-    for item in items:
-        parent = parents[item.id]
-        root = parent_of(parent) if parent is not None and not parent.is_ad and parent.kind != "post" else None
-        result[item.id] = bool(parent and (parent.is_ad or (root and root.is_ad)))
-    return result
-
-
-@dataclass(frozen=True)
-class _Parent:
-    platform: str
-    external_id: str
-    is_ad: bool
-    kind: str
-    parent_external_id: str | None
-    thread_external_id: str | None
-
-
-def item_ids(payloads: Iterable[Mapping[str, Any]], key: str = "item_id") -> list[int]:
-    """The ids named by job payloads, ``{"item_ids": [...]}`` or the older ``{"item_id": N}``,
-    in order, each once."""
-    ids: list[int] = []
-    for payload in payloads:
-        many = payload.get(key + "s")
-        ids += [int(i) for i in many] if isinstance(many, list) else [int(payload[key])] if key in payload else []
-    return list(dict.fromkeys(ids))
+    """:func:`parent_is_ad` for many items, in two queries (parents, then their parents)."""
+    parents = await thread_parents(session, items)
+    roots = await thread_parents(session, [p for p in parents.values() if not p.is_ad and p.kind != "post"])
+    return {
+        item.id: bool((parent := parents.get(item.id)) and (parent.is_ad or ((root := roots.get(parent.id)) and root.is_ad)))
+        for item in items
+    }
 
 
 async def classify_item(services: Services, item_id: int, *, relabel_only: bool = False) -> None:

@@ -28,7 +28,7 @@ holds back the others and ends up alone in the dead letters.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from bot import logs
@@ -36,19 +36,9 @@ from bot.ingest.poller import poll_channel, token_check
 from bot.ingest.webhooks import ingest_deliveries
 from bot.kpi.crisis import crisis_check
 from bot.kpi.digest import digest_job
-from bot.notify.outbox import notify_expert, notify_fyi, send_email, sla_check
-
-
-async def notify_experts(services: Services, ids: list[int]) -> None:  # TEMP until outbox has it
-    for i in ids:
-        await notify_expert(services, i)
-
-
-async def send_emails(services: Services, ids: list[int]) -> None:  # TEMP
-    for i in ids:
-        await send_email(services, i)
+from bot.notify.outbox import notify_experts, notify_fyi, send_emails, sla_check
 from bot.pipeline import queue
-from bot.pipeline.classify import classify_items, item_ids
+from bot.pipeline.classify import classify_items
 from bot.pipeline.respond import respond
 from bot.pipeline.route import route_items
 from bot.pipeline.worker import BatchHandler, Handler
@@ -58,6 +48,16 @@ from bot.triage.moderation import hide_item
 
 
 log = logging.getLogger(__name__)
+
+
+def payload_ids(payloads: Iterable[Mapping[str, Any]], key: str = "item_id") -> list[int]:
+    """The ids named by job payloads, ``{"item_ids": [...]}`` or the older ``{"item_id": N}``,
+    in order, each once."""
+    ids: list[int] = []
+    for payload in payloads:
+        many = payload.get(key + "s")
+        ids += [int(i) for i in many] if isinstance(many, list) else [int(payload[key])] if key in payload else []
+    return list(dict.fromkeys(ids))
 
 
 def _split_on_failure(
@@ -74,8 +74,7 @@ def _split_on_failure(
                 raise
             log.warning("%s of %d ids failed (%r): queued one job per id", kind, len(ids), exc)
             async with services.sessions.begin() as session:
-                for one in ids:
-                    await queue.enqueue(session, kind, {key + "s": [one], **(extra or {})})
+                await queue.enqueue_many(session, [(kind, {key + "s": [one], **(extra or {})}, None, None, 8) for one in ids])
             services.wake()
 
     return run
@@ -83,11 +82,11 @@ def _split_on_failure(
 
 def handlers(services: Services) -> dict[str, Handler]:
     async def ingest(payloads: list[dict[str, Any]]) -> None:
-        await ingest_deliveries(services, item_ids(payloads, "delivery_id"))
+        await ingest_deliveries(services, payload_ids(payloads, "delivery_id"))
 
     async def classify(payloads: list[dict[str, Any]]) -> None:
         for relabel in (False, True):
-            ids = item_ids(p for p in payloads if bool(p.get("relabel_only")) == relabel)
+            ids = payload_ids(p for p in payloads if bool(p.get("relabel_only")) == relabel)
             if ids:
                 stage = _split_on_failure(services, "classify", "item_id",
                                           lambda i, r=relabel: classify_items(services, i, relabel_only=r),
@@ -95,17 +94,17 @@ def handlers(services: Services) -> dict[str, Handler]:
                 await stage(ids)
 
     async def route(payloads: list[dict[str, Any]]) -> None:
-        ids = item_ids(payloads)
+        ids = payload_ids(payloads)
         if ids:
             await _split_on_failure(services, "route", "item_id", lambda i: route_items(services, i))(ids)
 
     async def notify(payloads: list[dict[str, Any]]) -> None:
-        ids = item_ids(payloads, "assignment_id")
+        ids = payload_ids(payloads, "assignment_id")
         if ids:
             await _split_on_failure(services, "notify", "assignment_id", lambda i: notify_experts(services, i))(ids)
 
     async def mail(payloads: list[dict[str, Any]]) -> None:
-        await send_emails(services, item_ids(payloads, "email_id"))
+        await send_emails(services, payload_ids(payloads, "email_id"))
 
     async def poll(p: dict[str, Any]) -> None:
         await poll_channel(services, p["channel_id"])

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
 
@@ -25,7 +24,7 @@ from bot.pipeline.classify import ad_parents
 from bot.pipeline.rules import DAYS, Condition, Hours, Rule, RuleSet, fold
 from bot.pipeline.sla_clock import calendar_for, due_time
 from bot.services import Services
-from bot.store.models import Assignment, Channel, Item, utcnow
+from bot.store.models import Assignment, Channel, Expert, Item, utcnow
 from bot.store.queries import latest_classifications
 
 
@@ -383,7 +382,7 @@ async def route_items(services: Services, ids: Sequence[int]) -> None:
             )
             decided.append((item, channel, facts, route(facts, rules)))
         state = await TeamState.load(session, {e for _, _, f, d in decided if not f.needs_review for e in people_of(rules, by_name[d.rule_name])})
-        assignments: list[tuple[Item, Channel | None, Assignment, Any, Any]] = []
+        planned: list[tuple[Item, Channel | None, Assignment, Rule, Expert | None, bool]] = []
         for item, channel, facts, decision in decided:
             trace = list(decision.trace)
             rule = by_name[decision.rule_name]
@@ -409,13 +408,13 @@ async def route_items(services: Services, ids: Sequence[int]) -> None:
                 trace=trace,
                 assigned_at=now,
             )
-            assignments.append((item, channel, assignment, rule, expert))
-        session.add_all([a for _, _, a, _, _ in assignments])
+            planned.append((item, channel, assignment, rule, expert, facts.needs_review))
+        session.add_all([p[2] for p in planned])
         await session.flush()
         lags = []
         to_notify = []
-        for (item, channel, assignment, rule, expert), (_, _, facts, decision) in zip(assignments, decided, strict=True):
-            if not facts.needs_review and rule.has_effects:  # an item the model is unsure of is never hidden or answered by a rule
+        for item, channel, assignment, rule, expert, review in planned:
+            if not review and rule.has_effects:  # an item the model is unsure of is never hidden or answered by a rule
                 assignment.trace = list(assignment.trace) + await apply_effects(
                     services, session, item, assignment, rule, channel.name if channel else item.platform
                 )
@@ -423,9 +422,9 @@ async def route_items(services: Services, ids: Sequence[int]) -> None:
                 item.status = "triage"
             else:
                 item.status = "routed"
-                lags.append(events.row(events.TIME_TO_ASSIGNMENT, item, events.elapsed(item.created_time, now), now, expert_id=expert.id))
+                lags.append(events.row(events.TIME_TO_ASSIGNMENT, item.id, item.channel_id, events.elapsed(item.created_time, now), now, expert_id=expert.id))
                 to_notify.append(assignment.id)
-            routed.append((item.id, decision.rule_name, expert.email if expert else "triage"))
+            routed.append((item.id, rule.name, expert.email if expert else "triage"))
         await events.record_many(session, lags)
         if to_notify:
             await queue.enqueue(session, "notify", {"assignment_ids": to_notify}, dedupe_key=f"notify-batch:{to_notify[0]}")

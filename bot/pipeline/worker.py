@@ -26,7 +26,6 @@ from bot.web import metrics
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class BatchHandler:
     """A stage that handles many jobs of its kind in one call (one query per batch, not per item).

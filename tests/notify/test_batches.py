@@ -236,8 +236,15 @@ async def test_notify_experts_writes_one_mail_each_once(tmp_path: Path, database
             triage = Assignment(item_id=item_ids[1], expert_id=None, rule_name="défaut", rules_version="v1",
                                 reply_mode="private", sla_due=utcnow() + timedelta(hours=1))
             session.add(triage)
+            reply = Item(platform="facebook", external_id="42_1_2_r", kind="comment", parent_external_id="42_1_2",
+                         text="Moi aussi !", created_time=utcnow(), status="routed", channel_id=answered.channel_id)
+            session.add(reply)
             await session.flush()
-            batch = [*assignment_ids, triage.id]
+            to_reply = Assignment(item_id=reply.id, expert_id=await session.scalar(select(Expert.id)), rule_name="Plaintes",
+                                  rules_version="v1", reply_mode="private", sla_due=utcnow() + timedelta(hours=1))
+            session.add(to_reply)
+            await session.flush()
+            batch = [*assignment_ids, triage.id, to_reply.id]
         announced: list[tuple[str, dict[str, object]]] = []
         services.listeners.append(lambda name, data: announced.append((name, data)))
 
@@ -251,14 +258,18 @@ async def test_notify_experts_writes_one_mail_each_once(tmp_path: Path, database
             items = {i.id: i.status for i in await session.scalars(select(Item).where(Item.id.in_(item_ids)))}
             jobs = (await session.execute(select(Job.kind, func.count()).group_by(Job.kind))).all()
         links = await _count(services, select(func.count()).select_from(ReplyLink))
-    assert [e.item_id for e in emails] == item_ids[1:]  # one each, none for the answered item
+    *mails, reply_mail = emails
+    assert [e.item_id for e in mails] == item_ids[1:]  # one each, none for the answered item
     assert items == {item_ids[0]: "answered", **{i: "notified" for i in item_ids[1:]}}
-    assert dict(jobs) == {"send_email": 5, "sla_check": 15} and links == 5
-    assert sorted(d["item_id"] for name, d in announced if name == "item.notified") == item_ids[1:]
-    mail = emails[0]
+    assert dict(jobs) == {"send_email": 6, "sla_check": 18} and links == 6
+    assert sorted(d["item_id"] for name, d in announced if name == "item.notified") == [*item_ids[1:], reply_mail.item_id]
+    mail = mails[0]
     assert mail.to_address == "chloe@example.org" and "/reply/" in mail.body_text
     assert "Boulangerie Dorée" in mail.subject and "galette des rois" in mail.body_text  # page, parent post
-    assert "Le pain n°1 était froid" in mail.body_text and mail.body_html and "pub" in mail.body_html.lower()
+    assert "Le pain n°1 était froid" in mail.body_text and "Publicité / promotion" in (mail.body_html or "")
+    # a reply to a comment: the comment is its parent, the ad post under it still shows
+    assert "Le pain n°2 était froid" in reply_mail.body_text and "galette" not in reply_mail.body_text
+    assert "Publicité / promotion" in (reply_mail.body_html or "")
     assert first_run <= 20, statements  # a handful per batch, not several per mail
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.errors import RateLimited, TokenInvalid
 from bot.pipeline import queue
-from bot.pipeline.worker import TOKEN_INVALID_RECHECK_S, PermanentFailure, Worker
+from bot.pipeline.worker import TOKEN_INVALID_RECHECK_S, BatchHandler, PermanentFailure, Worker
 from bot.store import db
 from bot.store.models import Job, utcnow
 
@@ -389,3 +389,36 @@ async def test_stats_count_jobs_per_status_and_the_oldest_due_age(sessions: Sess
         stats = await queue.stats(session)
     assert stats["counts"] == {"queued": 2}
     assert 600 <= stats["oldest_due_age_s"] < 3600
+
+
+# --- batch handlers ----------------------------------------------------------------------
+
+
+async def test_a_batch_kind_runs_the_jobs_claimed_together_in_one_call(sessions: Sessions) -> None:
+    ids = [await add_job(sessions, "batch", {"n": n}) for n in range(5)]
+    calls: list[list[int]] = []
+
+    async def run(payloads: list[dict[str, Any]]) -> None:
+        calls.append([p["n"] for p in payloads])
+
+    worker = Worker(sessions, {"batch": BatchHandler(run)}, worker_id="w1", concurrency=8)
+    assert await worker.drain() == 5
+    assert calls == [[0, 1, 2, 3, 4]]
+    assert {(await get_job(sessions, i)).status for i in ids} == {"done"}
+
+
+async def test_a_failed_batch_runs_each_job_alone_and_the_failure_stays_on_its_job(sessions: Sessions) -> None:
+    ids = [await add_job(sessions, "batch", {"n": n}, max_attempts=1) for n in range(4)]
+    calls: list[list[int]] = []
+
+    async def run(payloads: list[dict[str, Any]]) -> None:
+        calls.append([p["n"] for p in payloads])
+        if any(p["n"] == 2 for p in payloads):
+            raise ValueError("item 2 is poison")
+
+    worker = Worker(sessions, {"batch": BatchHandler(run)}, worker_id="w1", concurrency=8)
+    assert await worker.drain() == 4
+    assert calls == [[0, 1, 2, 3], [0], [1], [2], [3]]
+    jobs = [await get_job(sessions, i) for i in ids]
+    assert [j.status for j in jobs] == ["done", "done", "dead", "done"]
+    assert jobs[2].last_error == "ValueError: item 2 is poison" and jobs[0].last_error is None
