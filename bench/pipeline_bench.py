@@ -5,7 +5,7 @@
 
 A fresh PostgreSQL schema (``options=-csearch_path=...``), migrated, one connected
 Facebook Page, a rules file that sends complaints to an expert and the rest to triage,
-and a local SMTP server (the demo's mail catcher) in this process. The W workers are
+and a local SMTP server in this process that only counts the mails (``_common.MailSink``). The W workers are
 started first and left idle; then N comments are stored as webhook deliveries of 100
 comments each (what ``POST /webhooks/facebook`` leaves) in one transaction, and the clock
 runs until no job is due or running: every item ingested, classified, routed, and for the
@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, emit, machine
+from _common import ROOT, MailSink, emit, machine
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -32,7 +32,6 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     import psycopg
     from sqlalchemy import func, select
 
-    from bot.demo.mailcatcher import MailCatcher
     from bot.services import open_services
     from bot.settings import Secret, load_settings
     from bot.store import db
@@ -44,7 +43,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     with psycopg.connect(args.pg, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     url = f"{args.pg}{'&' if '?' in args.pg else '?'}options=-csearch_path%3D{schema}"
-    catcher = MailCatcher()
+    catcher = MailSink()
     smtp_port = await catcher.start()
     rules = tmp / "rules.yaml"
     rules.write_text(RULES, encoding="utf-8")
@@ -95,7 +94,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "jobs_per_s": round(jobs_done / elapsed, 1),
         "dead_jobs": dead,
         "emails_sent": emails,
-        "emails_caught": len(catcher.messages),
+        "emails_caught": len(set(catcher.message_ids)),
     }
 
 

@@ -159,9 +159,6 @@ async def store_items(
     return result
 
 
-INSERT_CHUNK = 500
-
-
 async def _insert_new(
     session: AsyncSession, channel: Channel | None, items: list[InboundItem], source: str, result: IngestResult
 ) -> list[int]:
@@ -177,17 +174,16 @@ async def _insert_new(
             seen_again.append(item)
         else:
             rows[key] = (item, row)
-    stored: dict[tuple[str, str], int] = {}
-    values = list(rows.values())
-    for start in range(0, len(values), INSERT_CHUNK):
-        stmt = (
-            dialect_insert(session)(Item)
-            .values([row for _, row in values[start : start + INSERT_CHUNK]])
-            .on_conflict_do_nothing(index_elements=["platform", "external_id"])
-            .returning(Item.id, Item.platform, Item.external_id)
-        )
-        for item_id, platform, external_id in (await session.execute(stmt)).all():
-            stored[(platform, external_id)] = item_id
+    # One compiled statement for any number of rows: SQLAlchemy sends them as multi-row
+    # INSERTs ("insertmanyvalues"); .values([...]) would compile a new statement per batch size.
+    items = Item.__table__
+    stmt = (
+        dialect_insert(session)(items)
+        .on_conflict_do_nothing(index_elements=["platform", "external_id"])
+        .returning(items.c.id, items.c.platform, items.c.external_id)
+    )
+    result_rows = await session.execute(stmt, [row for _, row in rows.values()])
+    stored = {(platform, external_id): item_id for item_id, platform, external_id in result_rows.all()}
     to_answer: list[int] = []
     lags = []
     for key, (item, row) in rows.items():

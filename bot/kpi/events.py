@@ -50,13 +50,11 @@ def row(
 
 
 async def record_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Store many events in one statement (:func:`row`), each unless its item already has one of that name."""
-    for start in range(0, len(rows), 500):
-        await session.execute(
-            dialect_insert(session)(KpiEvent)
-            .values(rows[start : start + 500])
-            .on_conflict_do_nothing(index_elements=["name", "item_id"])
-        )
+    """Store many events (:func:`row`) as multi-row INSERTs of one compiled statement, each
+    unless its item already has one of that name."""
+    if rows:
+        events = KpiEvent.__table__
+        await session.execute(dialect_insert(session)(events).on_conflict_do_nothing(index_elements=["name", "item_id"]), rows)
 
 
 async def record(

@@ -62,15 +62,20 @@ def payload_ids(payloads: Iterable[Mapping[str, Any]], key: str = "item_id") -> 
 
 def _split_on_failure(
     services: Services, kind: str, key: str, stage: Callable[[list[int]], Awaitable[None]], extra: dict[str, Any] | None = None
-) -> Callable[[list[int]], Awaitable[None]]:
-    """``stage`` on a list of ids; if it fails for several, one job per id instead (each then
-    retried, and dead-lettered, on its own). With one id, the failure is the job's."""
+) -> Callable[[list[dict[str, Any]]], Awaitable[None]]:
+    """``stage`` on the ids the payloads name, together. If that fails: for several jobs, the
+    error is raised, and the worker runs each job alone (``BatchHandler``); for one job of
+    several ids, one job per id is queued instead (each then retried, and dead-lettered, on
+    its own); for one id, the failure is the job's."""
 
-    async def run(ids: list[int]) -> None:
+    async def run(payloads: list[dict[str, Any]]) -> None:
+        ids = payload_ids(payloads, key)
+        if not ids:
+            return
         try:
             await stage(ids)
         except Exception as exc:
-            if len(ids) < 2:
+            if len(payloads) > 1 or len(ids) < 2:
                 raise
             log.warning("%s of %d ids failed (%r): queued one job per id", kind, len(ids), exc)
             async with services.sessions.begin() as session:
@@ -86,22 +91,15 @@ def handlers(services: Services) -> dict[str, Handler]:
 
     async def classify(payloads: list[dict[str, Any]]) -> None:
         for relabel in (False, True):
-            ids = payload_ids(p for p in payloads if bool(p.get("relabel_only")) == relabel)
-            if ids:
+            group = [p for p in payloads if bool(p.get("relabel_only")) == relabel]
+            if group:
                 stage = _split_on_failure(services, "classify", "item_id",
                                           lambda i, r=relabel: classify_items(services, i, relabel_only=r),
                                           {"relabel_only": True} if relabel else None)
-                await stage(ids)
+                await stage(group)
 
-    async def route(payloads: list[dict[str, Any]]) -> None:
-        ids = payload_ids(payloads)
-        if ids:
-            await _split_on_failure(services, "route", "item_id", lambda i: route_items(services, i))(ids)
-
-    async def notify(payloads: list[dict[str, Any]]) -> None:
-        ids = payload_ids(payloads, "assignment_id")
-        if ids:
-            await _split_on_failure(services, "notify", "assignment_id", lambda i: notify_experts(services, i))(ids)
+    route = _split_on_failure(services, "route", "item_id", lambda i: route_items(services, i))
+    notify = _split_on_failure(services, "notify", "assignment_id", lambda i: notify_experts(services, i))
 
     async def mail(payloads: list[dict[str, Any]]) -> None:
         await send_emails(services, payload_ids(payloads, "email_id"))
