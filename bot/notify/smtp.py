@@ -18,10 +18,13 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.headerregistry import BaseHeader, HeaderRegistry
-from email.message import EmailMessage
-from email.policy import default as default_policy
-from email.utils import format_datetime
+from email.encoders import encode_base64
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr, parseaddr
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiosmtplib
@@ -39,26 +42,6 @@ _BREAKS_AND_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")
 _MANAGED_HEADERS = {"from", "to", "subject", "message-id", "date", "mime-version",
                     "content-type", "content-transfer-encoding", "content-disposition"}
-
-
-class _HeaderClasses(HeaderRegistry):
-    """The standard header registry, but each header class is built once: the standard
-    one builds a new class for every header it parses, a good share of the time it
-    takes to build a message."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._classes: dict[str, type[BaseHeader]] = {}
-
-    def __getitem__(self, name: str) -> type[BaseHeader]:
-        key = name.lower()
-        if key not in self._classes:
-            self._classes[key] = super().__getitem__(name)
-        return self._classes[key]
-
-
-#: ``email.policy.default`` (the same output), with the header classes built once
-_POLICY = default_policy.clone(header_factory=_HeaderClasses())
 
 
 class SmtpError(RelaisError):
@@ -163,7 +146,7 @@ def build_message(
     headers: dict[str, str] | None = None,
     date: datetime | None = None,
     inline_images: list[tuple[str, str, bytes]] | None = None,
-) -> EmailMessage:
+) -> Message:
     """A UTF-8 message: text/plain, or multipart/alternative (text then HTML).
 
     ``message_id`` ("local@domain", angle brackets optional) is used as is, so
@@ -174,26 +157,46 @@ def build_message(
     header that would override one set here. ``Auto-Submitted: auto-generated``
     is added unless ``headers`` sets it. ``inline_images`` are (cid, content type,
     bytes) parts the HTML shows as ``<img src="cid:...">`` (multipart/related).
+
+    Built with the stdlib's ``email.mime`` classes (the compat32 API), bodies in base64 and
+    non-ASCII header words RFC 2047-encoded: about a third of the time the ``EmailMessage``
+    API takes to build and serialise the same mail (measured in bench/README.md), the largest
+    cost of a worker sending notifications.
     """
-    message = EmailMessage(policy=_POLICY)
-    message["From"] = _address(sender, "sender")
-    message["To"] = _address(to, "to")
-    message["Subject"] = _flatten(subject)
-    message["Date"] = format_datetime(date or datetime.now(timezone.utc))
-    message["Message-ID"] = _message_id(message_id)
     extra = {"Auto-Submitted": "auto-generated", **(headers or {})}
-    for name, value in extra.items():
+    for name in extra:
         if not _HEADER_NAME.fullmatch(name) or name.lower() in _MANAGED_HEADERS:
             raise ValueError(f"header {name!r} cannot be set through headers=")
-        message[name] = _flatten(value)
-    message.set_content(text, subtype="plain", charset="utf-8")
-    if html is not None:
-        message.add_alternative(html, subtype="html", charset="utf-8")
-        html_part = message.get_body(("html",))
-        for cid, content_type, data in inline_images or ():
-            maintype, _, subtype = content_type.partition("/")
-            assert html_part is not None
-            html_part.add_related(data, maintype=maintype, subtype=subtype, cid=f"<{cid}>", disposition="inline")
+    envelope = {
+        "From": _mailbox(_address(sender, "sender")),
+        "To": _mailbox(_address(to, "to")),
+        "Subject": _text_header(_flatten(subject)),
+        "Date": format_datetime(date or datetime.now(timezone.utc)),
+        "Message-ID": _message_id(message_id),
+    } | {name: _text_header(_flatten(value)) for name, value in extra.items()}
+    plain = MIMEText(text, "plain", "utf-8")
+    message: Message
+    if html is None:
+        message = plain
+    else:
+        message = MIMEMultipart("alternative")
+        message.attach(plain)
+        html_part: Message = MIMEText(html, "html", "utf-8")
+        if inline_images:
+            related = MIMEMultipart("related")
+            related.attach(html_part)
+            for cid, content_type, data in inline_images:
+                maintype, _, subtype = content_type.partition("/")
+                image = MIMENonMultipart(maintype, subtype)
+                image.set_payload(data)
+                encode_base64(image)
+                image["Content-ID"] = f"<{cid}>"
+                image["Content-Disposition"] = "inline"
+                related.attach(image)
+            html_part = related
+        message.attach(html_part)
+    for name, value in envelope.items():
+        message[name] = value
     return message
 
 
@@ -241,7 +244,7 @@ class SmtpConnection:
     def usable(self) -> bool:
         return not self._broken and self._client.is_connected
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Message) -> None:
         """Deliver ``message`` to the recipients in its headers; returns once the
         server has accepted it."""
         message_id = message.get("Message-ID", "?")
@@ -256,7 +259,7 @@ class SmtpConnection:
         log.info("mail %s delivered to %s via %s", message_id, message.get("To"), self.where)
 
 
-async def send(settings: SmtpSettings, message: EmailMessage) -> None:
+async def send(settings: SmtpSettings, message: Message) -> None:
     """Deliver ``message`` alone, over a connection of its own.
 
     Raises :class:`SmtpUnavailable` (retryable) or :class:`SmtpRejected`
@@ -306,6 +309,21 @@ def _address(value: str, what: str) -> str:
     if _BREAKS_AND_CONTROLS.search(value) or not value.strip():
         raise ValueError(f"{what} address is empty or contains a line break or control character")
     return value.strip()
+
+
+def _text_header(value: str) -> str | Header:
+    """A header value as is when ASCII, else RFC 2047 words (the generator folds them)."""
+    return value if value.isascii() else Header(value, "utf-8")
+
+
+def _mailbox(value: str) -> str:
+    """``Name <addr@host>`` with a non-ASCII display name RFC 2047-encoded."""
+    if value.isascii():
+        return value
+    name, address = parseaddr(value)
+    if not address.isascii() or not address:
+        raise ValueError("the address itself must be ASCII (no SMTPUTF8)")
+    return formataddr((name, address), charset="utf-8")
 
 
 def _message_id(value: str) -> str:

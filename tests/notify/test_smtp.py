@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from email.policy import default as default_policy
 from typing import Any
 
 import jinja2
@@ -20,7 +22,7 @@ from bot.notify.smtp import SmtpRejected, SmtpSettings, SmtpUnavailable, build_m
 ServerFactory = Callable[..., contextlib.AbstractAsyncContextManager[int]]
 
 
-def _message(**changes: Any) -> EmailMessage:
+def _message(**changes: Any) -> Message:
     fields: dict[str, Any] = {
         "sender": "Relais <relais@example.com>",
         "to": "julie.gagnon@example.com",
@@ -87,19 +89,49 @@ def test_repr_masks_the_password() -> None:
 
 # -- building ----------------------------------------------------------------------------------
 
+def _wire(message: Message) -> EmailMessage:
+    """The message as a mail client reads it: serialised, then parsed."""
+    parsed = BytesParser(policy=default_policy).parsebytes(message.as_bytes())
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
 def test_build_message_is_multipart_utf8_with_the_given_id() -> None:
-    message = _message()
+    message = _wire(_message())
 
     assert message.get_content_type() == "multipart/alternative"
     assert message["Message-ID"] == "<notify-42-new@relais.example>"
     assert message["Date"] and message["Auto-Submitted"] == "auto-generated"
+    assert message["Subject"] == "[Relais] Plainte · Boulangerie Dorée 🥐"
+    assert message["From"] == "Relais <relais@example.com>"
     plain = message.get_body(preferencelist=("plain",))
     html = message.get_body(preferencelist=("html",))
     assert plain is not None and plain.get_content_charset() == "utf-8"
+    assert plain.get_content() == "Bonjour Julie,\nUn client a écrit : « le pain était froid » 🥖\n"
     assert html is not None and "🥖" in html.get_content()
     assert _message(message_id="notify-42-new@relais.example")["Message-ID"] == (
         "<notify-42-new@relais.example>")
-    assert _message(html=None).get_content_type() == "text/plain"
+    assert _wire(_message(html=None)).get_content_type() == "text/plain"
+
+
+def test_a_non_ascii_display_name_is_encoded_and_a_non_ascii_address_refused() -> None:
+    message = _message(to="Émilie Côté <emilie@example.com>")
+    assert b"\nTo: =?utf-8?" in message.as_bytes()
+    assert _wire(message)["To"] == "Émilie Côté <emilie@example.com>"
+    with pytest.raises(ValueError, match="ASCII"):
+        _message(to="Émilie <émilie@example.com>")
+
+
+def test_inline_images_ride_with_the_html_as_a_related_part() -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    message = _wire(_message(html='<p><img src="cid:chart-1"></p>', inline_images=[("chart-1", "image/png", png)]))
+
+    alternative = list(message.iter_parts())
+    assert [p.get_content_type() for p in alternative] == ["text/plain", "multipart/related"]
+    html, image = alternative[1].iter_parts()
+    assert html.get_content_type() == "text/html" and "cid:chart-1" in html.get_content()
+    assert image.get_content_type() == "image/png" and image["Content-ID"] == "<chart-1>"
+    assert image.get_content_disposition() == "inline" and image.get_content() == png
 
 
 def test_header_injection_is_neutralised() -> None:
