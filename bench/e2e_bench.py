@@ -1,13 +1,15 @@
 """End to end at a steady rate: time from a webhook delivery to the expert's email queued.
 
     .venv/bin/python bench/e2e_bench.py [--rate 500] [--duration 60] [--drain 60]
-                                        [--pg [URL]] [--models-dir DIR] [--json]
+                                        [--pg [URL]] [--workers N] [--models-dir DIR] [--json]
 
 ``relais serve`` (web server + worker, in its own process; SQLite in a temp folder, or a
 fresh PostgreSQL schema with ``--pg``) with one Facebook Page and a rules file that sends
 every item to one expert. This process sends signed ``feed`` webhooks, one new comment
 each, at ``--rate`` per second for ``--duration`` seconds (open loop: a slow server does
 not slow the sender), then waits up to ``--drain`` seconds for the pipeline to catch up.
+``--workers N`` runs ``relais serve --no-worker`` and N ``relais worker`` processes instead
+(the deployment docs/operations.md describes; meant with ``--pg``).
 Latency of an item = ``emails.created_at`` of its notification (the email is queued in the
 outbox) minus the moment its delivery was sent. Reported: sent/acknowledged deliveries,
 emails queued, p50/p99/max latency (items still without an email at the end count as
@@ -114,6 +116,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     models_dir = args.models_dir or tmp / "models"
     port = free_port()
     server: Proc | None = None
+    workers: list[Proc] = []
     try:
         await asyncio.to_thread(db.upgrade, url)
         settings = load_settings(env={}, data_dir=tmp / "data", database_url=url, models_dir=models_dir, rules_file=rules,
@@ -124,9 +127,11 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             env = worker_env(make_relais(tmp / "w", url, models_dir).env, smtp_url=f"smtp://127.0.0.1:{smtp_port}",
                              rules_file=str(rules), port=str(port), fb_app_secret=APP_SECRET,
                              fb_verify_token="bench-verify-token", worker_concurrency=str(args.concurrency))
-            server = Proc(["serve"], env, tmp, tmp / "serve.log")
+            server = Proc(["serve", "--no-worker"] if args.workers else ["serve"], env, tmp, tmp / "serve.log")
+            workers = [Proc(["worker"], env, tmp, tmp / f"worker{n}.log") for n in range(args.workers)]
             deadline = time.monotonic() + 180
-            while not re.search(r"listening on", server.output()):
+            while not re.search(r"listening on", server.output()) or not all(
+                    re.search(r"worker \S+ started", w.output()) for w in workers):
                 assert time.monotonic() < deadline and server.popen.poll() is None, server.output()[-2000:]
                 await asyncio.sleep(0.2)
             sent, acked, acks, send_s = await _send(f"http://127.0.0.1:{port}/webhooks/facebook", args.rate, args.duration)
@@ -144,9 +149,9 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     break
                 await asyncio.sleep(0.5)
     finally:
-        if server is not None:
-            server.terminate(timeout=60)
-            server.close()
+        for proc in [p for p in (server, *workers) if p is not None]:
+            proc.terminate(timeout=60)
+            proc.close()
         await catcher.stop()
         if schema:
             with psycopg.connect(args.pg, autocommit=True) as conn:
@@ -158,6 +163,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return {
         "bench": "e2e",
         "database": "postgresql" if args.pg else "sqlite",
+        "worker_processes": args.workers,
         "target_rate": args.rate,
         "achieved_send_rate": round(len(sent) / send_s, 1),
         "duration_s": args.duration,
@@ -181,13 +187,14 @@ def main() -> None:
     ap.add_argument("--drain", type=float, default=60.0, help="seconds to wait for the last emails (60)")
     ap.add_argument("--concurrency", type=int, default=16, help="RELAIS_WORKER_CONCURRENCY (16)")
     ap.add_argument("--pg", nargs="?", const=DEFAULT_PG, default=None, help="PostgreSQL instead of SQLite")
+    ap.add_argument("--workers", type=int, default=0, help="separate 'relais worker' processes (0: the one inside 'relais serve')")
     ap.add_argument("--models-dir", type=Path, help="classifier models (default: train into a temp folder)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="relais-bench-e2e-") as tmp:
         result = {**machine(), **asyncio.run(bench(args, Path(tmp)))}
     emit(result, args.json, [
-        f"e2e ({result['database']}): target {result['target_rate']}/s for {result['duration_s']} s, "
+        f"e2e ({result['database']}, {result['worker_processes'] or 'in-process'} worker(s)): target {result['target_rate']}/s for {result['duration_s']} s, "
         f"sent {result['achieved_send_rate']}/s (load average {result['loadavg_1m']})",
         f"  {result['acknowledged']}/{result['sent']} acknowledged (ack p50 {result['ack_ms_p50']} ms, "
         f"p99 {result['ack_ms_p99']} ms); {result['emails_queued']} emails queued, "
