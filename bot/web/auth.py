@@ -154,7 +154,7 @@ async def _load_session(services: Services, token: str) -> tuple[CurrentUser | N
         if row is None:
             return None, True
         web_session, user = row
-        if not user.active or now >= web_session.expires_at or now - web_session.last_seen_at >= IDLE_TIMEOUT:
+        if not _in_force(web_session, user, now):
             await session.delete(web_session)
             return None, True
         if now - web_session.last_seen_at >= TOUCH_EVERY:
@@ -171,6 +171,23 @@ async def _load_session(services: Services, token: str) -> tuple[CurrentUser | N
             ),
             False,
         )
+
+
+def _in_force(web_session: WebSession, user: User, now: datetime) -> bool:
+    """A session stands while its user is active, before its end and its idle time-out."""
+    return user.active and now < web_session.expires_at and now - web_session.last_seen_at < IDLE_TIMEOUT
+
+
+async def session_in_force(services: Services, token: str | None) -> bool:
+    """Whether the session of this cookie still stands, read only: a check by a long-lived
+    request (the live event stream) does not count as activity, so idle sessions still end."""
+    if not token:
+        return False
+    async with services.sessions() as session:
+        row = (await session.execute(
+            select(WebSession, User).join(User, User.id == WebSession.user_id).where(WebSession.token_hash == _sha256(token))
+        )).first()
+    return row is not None and _in_force(row[0], row[1], utcnow())
 
 
 async def start_session(session: AsyncSession, user: User) -> str:

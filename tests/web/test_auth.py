@@ -3,6 +3,7 @@ port, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from bot.store.models import LoginAttempt, User, WebSession, utcnow
 from bot.web import render as render_module
 from bot.web.auth import current_user, require_role, safe_next
 from bot.web.render import render
+from bot.web.triage import live
 from bot.web.users import set_active
 from tests.web.conftest import PASSWORD, SESSION_COOKIE, Login, StartServer, UiServer, login, login_form_token, make_user
 
@@ -323,6 +325,25 @@ async def test_logout_needs_the_token_and_ends_the_session(site: Site) -> None:
             assert act.status == 401
     async with cm.client.get("/login?msg=logged_out") as page:
         assert "Vous êtes déconnecté·e." in await page.text()
+
+
+@SQLITE_ONLY
+async def test_an_open_event_stream_ends_with_its_session(site: Site) -> None:
+    cm, admin = await site.login(CM), await site.login(ADMIN)
+    streams = [await who.client.get("/ui/events") for who in (cm, admin)]
+    try:
+        for stream in streams:
+            assert stream.status == 200 and b": connected" in await stream.content.readuntil(b"connected\n\n")
+        assert (await cm.post("/logout")).status == 303
+        ended = await asyncio.wait_for(streams[0].content.read(), timeout=live.POLL_S * 3)  # EOF: the server closed it
+        assert streams[0].content.at_eof() and b"data:" not in ended
+        # the other user's stream went through the same checks and is still open
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(streams[1].content.read(), timeout=live.POLL_S)
+        assert not streams[1].content.at_eof()
+    finally:
+        for stream in streams:
+            stream.close()
 
 
 async def test_an_idle_or_too_old_session_ends(site: Site) -> None:

@@ -12,6 +12,11 @@ Two feeds, merged per connection:
   processes and separate workers (``relais worker``) announce nothing to this
   process, so this is what keeps every page current there.
 
+Every :data:`POLL_S` seconds the stream also checks that its session still stands (read only,
+so an open page does not keep an idle session alive) and ends once it does not: after a
+logout, the idle or absolute time-out, or when the account is disabled, in whichever
+process that happened.
+
 Each message is ``event: item`` with ``{"event": ..., "item_id": ...}`` as data;
 the page (``static/triage.js``) re-fetches what it shows. Events carry ids only,
 never text, and the page re-fetches through the same role checks.
@@ -26,7 +31,7 @@ from aiohttp import web
 
 from bot.services import Services
 from bot.triage.queue import changes
-from bot.web.auth import require_role
+from bot.web.auth import SESSION_COOKIE, current_user, require_role, session_in_force
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,8 @@ def live_routes(services: Services, *, poll_s: float = POLL_S) -> list[web.Route
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         )
         await response.prepare(request)
+        token, user = request.cookies.get(SESSION_COOKIE), current_user(request)
+        user_id = user.id if user else None
         queue = hub.subscribe()
         async with services.sessions() as session:
             _, cursor = await changes(session, None)
@@ -84,18 +91,25 @@ def live_routes(services: Services, *, poll_s: float = POLL_S) -> list[web.Route
 
         try:
             await response.write(b"retry: 3000\n: connected\n\n")
+            loop = asyncio.get_running_loop()
+            next_poll = loop.time() + poll_s
             while True:
                 if hub.closed:
                     break
                 try:
-                    message = await asyncio.wait_for(queue.get(), timeout=poll_s)
+                    message = await asyncio.wait_for(queue.get(), timeout=max(0.0, next_poll - loop.time()))
                 except TimeoutError:
                     pass
                 else:
                     if message is CLOSE:
                         break
                     await send(message)
-                    continue
+                    if loop.time() < next_poll:
+                        continue  # a steady flow of events does not put off the poll and the session check
+                next_poll = loop.time() + poll_s
+                if not await session_in_force(services, token):
+                    log.info("event stream of user %s ended: the session is over (logout, time-out or account disabled)", user_id)
+                    break
                 async with services.sessions() as session:
                     changed, cursor = await changes(session, cursor)
                 for item_id in changed:
