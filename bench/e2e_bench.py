@@ -126,7 +126,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                               api_url="http://127.0.0.1:1", poll_interval_s=86400.0)
             env = worker_env(make_relais(tmp / "w", url, models_dir).env, smtp_url=f"smtp://127.0.0.1:{smtp_port}",
                              rules_file=str(rules), port=str(port), fb_app_secret=APP_SECRET,
-                             fb_verify_token="bench-verify-token", worker_concurrency=str(args.concurrency))
+                             fb_verify_token="bench-verify-token", worker_concurrency=str(args.concurrency), worker_batch=str(args.batch))
             server = Proc(["serve", "--no-worker"] if args.workers else ["serve"], env, tmp, tmp / "serve.log")
             workers = [Proc(["worker"], env, tmp, tmp / f"worker{n}.log") for n in range(args.workers)]
             deadline = time.monotonic() + 180
@@ -185,6 +185,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=500.0, help="deliveries (items) per second (500)")
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of sending (60)")
     ap.add_argument("--drain", type=float, default=60.0, help="seconds to wait for the last emails (60)")
+    ap.add_argument("--batch", type=int, default=64, help="RELAIS_WORKER_BATCH: jobs of one batch kind per claim (64)")
     ap.add_argument("--concurrency", type=int, default=16, help="RELAIS_WORKER_CONCURRENCY (16)")
     ap.add_argument("--pg", nargs="?", const=DEFAULT_PG, default=None, help="PostgreSQL instead of SQLite")
     ap.add_argument("--workers", type=int, default=0, help="separate 'relais worker' processes (0: the one inside 'relais serve')")

@@ -56,7 +56,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         async with open_services(settings) as services:  # trains the model once if needed
             await add_channel(services, "facebook", "555", "Bench Page", credentials={"page_token": "t"})
             env = worker_env(make_relais(tmp / "w", url, models_dir).env, smtp_url=f"smtp://127.0.0.1:{smtp_port}",
-                             worker_concurrency=str(args.concurrency), rules_file=str(rules),
+                             worker_concurrency=str(args.concurrency), worker_batch=str(args.batch), rules_file=str(rules),
                              fb_app_secret="bench-app-secret", fb_verify_token="bench-verify-token")
             procs = [Proc(["worker"], env, tmp, tmp / f"worker{n}.log") for n in range(args.workers)]
             deadline = time.monotonic() + 180
@@ -88,6 +88,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "items": items,
         "workers": args.workers,
         "concurrency": args.concurrency,
+        "batch": args.batch,
         "seconds": round(elapsed, 2),
         "items_per_s": round(args.items / elapsed, 1),
         "jobs_done": jobs_done,
@@ -102,6 +103,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--items", type=int, default=2000, help="comments, a multiple of 100 (2000)")
     ap.add_argument("--workers", type=int, default=2, help="relais worker processes (2)")
+    ap.add_argument("--batch", type=int, default=64, help="RELAIS_WORKER_BATCH: jobs of one batch kind per claim (64)")
     ap.add_argument("--concurrency", type=int, default=16, help="RELAIS_WORKER_CONCURRENCY of each (16)")
     ap.add_argument("--pg", default=DEFAULT_PG, help=f"PostgreSQL URL ({DEFAULT_PG})")
     ap.add_argument("--models-dir", type=Path, help="classifier models (default: train into a temp folder)")

@@ -75,7 +75,7 @@ def create_app(
             app[SERVICES] = services
             worker = Worker(
                 services.sessions, handlers(services), concurrency=settings.worker_concurrency,
-                lease_s=settings.worker_lease_s,
+                lease_s=settings.worker_lease_s, batch_limit=settings.worker_batch,
             )
             services.wake = worker.wake
             app[WORKER] = worker

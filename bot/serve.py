@@ -66,7 +66,9 @@ async def serve(settings: Settings, *, with_web: bool, worker: bool) -> int:
         return 0
     async with open_services(settings) as services:
         runner = Worker(
-            services.sessions, handlers(services), concurrency=settings.worker_concurrency, lease_s=settings.worker_lease_s
+            services.sessions, handlers(services), concurrency=settings.worker_concurrency,
+            lease_s=settings.worker_lease_s, batch_limit=settings.worker_batch,
+            idle_sleep_s=0.1,  # nothing in this process wakes it: new jobs are found by polling
         )
         services.wake = runner.wake
         task = asyncio.create_task(runner.run(), name="relais-worker")

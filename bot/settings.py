@@ -70,6 +70,7 @@ class Settings:
     webhook_max_bytes: int = 4 * 1024 * 1024
     poll_interval_s: float = 60.0
     worker_concurrency: int = 4
+    worker_batch: int = 64  # jobs of one batch kind (ingest, classify, ...) a worker takes in one claim
     worker_lease_s: float = 120.0  # a claimed job is held this long, renewed while it runs
     reply_link_ttl_s: int = 7 * 24 * 3600
     timezone: str = "Europe/Paris"
@@ -134,6 +135,7 @@ _FIELDS: dict[str, str] = {
     "webhook_max_bytes": "RELAIS_WEBHOOK_MAX_BYTES",
     "poll_interval_s": "RELAIS_POLL_INTERVAL",
     "worker_concurrency": "RELAIS_WORKER_CONCURRENCY",
+    "worker_batch": "RELAIS_WORKER_BATCH",
     "worker_lease_s": "RELAIS_WORKER_LEASE",
     "reply_link_ttl_s": "RELAIS_REPLY_LINK_TTL",
     "timezone": "RELAIS_TIMEZONE",
@@ -157,7 +159,7 @@ def _convert(key: str, raw: str) -> Any:
         return raw
     if key in ("data_dir", "rules_file", "templates_dir", "models_dir", "kpi_file"):
         return Path(raw).expanduser()
-    if key in ("port", "webhook_max_bytes", "worker_concurrency", "reply_link_ttl_s", "retention_days"):
+    if key in ("port", "webhook_max_bytes", "worker_concurrency", "worker_batch", "reply_link_ttl_s", "retention_days"):
         value = _int(name, raw)
         if key == "port" and value > 65535:
             raise ConfigError(f"{name} must be a TCP port (1-65535), got {raw!r}")

@@ -42,6 +42,8 @@ def test_defaults_load(tmp_path: Path) -> None:
         ("RELAIS_TIMEZONE", "Mars/Olympus"),
         ("RELAIS_WEBHOOK_MAX_BYTES", "10"),
         ("RELAIS_WORKER_CONCURRENCY", "-3"),
+        ("RELAIS_WORKER_BATCH", "0"),
+        ("RELAIS_WORKER_BATCH", "many"),
         ("RELAIS_POLL_INTERVAL", "soon"),
         ("RELAIS_POLL_INTERVAL", "nan"),
     ],

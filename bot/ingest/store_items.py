@@ -138,7 +138,7 @@ async def store_items(
     the order they come, after the additions before them. Brand posts are stored (so
     comments know their parent and whether it is an ad) but never queued; neither are
     items from ``relais import`` (history). The items to answer are queued for
-    classification in one job.
+    classification, in jobs of up to 100 ids (``queue.enqueue_chunks``).
     """
     result = IngestResult()
     to_answer: list[int] = []
@@ -155,7 +155,7 @@ async def store_items(
         added.append(item)
     to_answer += await _insert_new(session, channel, added, source, result)
     if to_answer:
-        await queue.enqueue(session, "classify", {"item_ids": to_answer}, dedupe_key=f"classify-batch:{to_answer[0]}")
+        await queue.enqueue_chunks(session, "classify", "item_ids", to_answer, "classify-batch")
     return result
 
 

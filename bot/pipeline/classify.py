@@ -78,7 +78,7 @@ async def classify_item(services: Services, item_id: int, *, relabel_only: bool 
 async def classify_items(services: Services, ids: Sequence[int], *, relabel_only: bool = False) -> None:
     """Label the items, the model scoring them together (idempotent: an item already
     labelled for its current text, or no longer waiting for a label, is skipped); the
-    labelled ones are queued for routing in one job."""
+    labelled ones are queued for routing (jobs of up to 100 ids)."""
     wanted = ("routed", "notified") if relabel_only else ("new",)
     async with services.sessions() as session:
         items = [i for i in (await session.scalars(select(Item).where(Item.id.in_(ids)).order_by(Item.id))).all() if i.status in wanted]
@@ -117,9 +117,8 @@ async def classify_items(services: Services, ids: Sequence[int], *, relabel_only
         session.add_all(classifications)
         await session.flush()
         if labelled and not relabel_only:
-            await queue.enqueue(
-                session, "route", {"item_ids": [i for i, _, _ in labelled]}, dedupe_key=f"route-batch:{classifications[0].id}"
-            )
+            await queue.enqueue_chunks(session, "route", "item_ids", [i for i, _, _ in labelled], "route-batch",
+                                       key_ids=[c.id for c in classifications])
     if relabel_only:
         return
     services.wake()

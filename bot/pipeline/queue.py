@@ -12,7 +12,11 @@ delay a platform asked for); after ``max_attempts`` a job is parked as ``dead``
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +28,11 @@ from bot.store.models import Job, utcnow
 
 MAX_BACKOFF_S = 15 * 60
 
+#: most ids one job of a batch stage names (:func:`enqueue_chunks`), and most ids a worker
+#: hands itself per kind and stage call (:class:`Handoff`): a large delivery becomes several
+#: jobs that other workers can take, while a small one runs through at once
+IDS_PER_JOB = 100
+
 
 @dataclass(frozen=True)
 class ClaimedJob:
@@ -32,6 +41,53 @@ class ClaimedJob:
     payload: dict[str, Any]
     attempts: int
     max_attempts: int
+
+
+@dataclass
+class Handoff:
+    """Jobs a worker hands itself while a stage runs (see :func:`handing_off`).
+
+    A job of one of ``kinds`` that is due at once is written already claimed by
+    ``worker_id`` (status ``running``, one attempt, a lease of ``lease_s``), in the
+    stage's own transaction, and listed in ``jobs``: the worker runs it as soon as the
+    stage returns, without a claim and without waiting in the queue. The row is the
+    same durable record as a queued job: if the worker dies, the lease runs out and
+    another worker takes it. ``on_create`` is told each id as it is written (the
+    worker renews its lease, and releases it if the stage is cancelled)."""
+
+    worker_id: str
+    lease_s: float
+    kinds: frozenset[str]
+    on_create: Callable[[int], None] | None = None
+    jobs: list[ClaimedJob] = field(default_factory=list)
+    budget: int = IDS_PER_JOB  # ids per kind; a job beyond it is queued for any worker (the first is always taken)
+    taken: Counter[str] = field(default_factory=Counter)
+
+    def takes(self, kind: str, payload: dict[str, Any], due: bool) -> bool:
+        size = job_size(payload)
+        if not due or kind not in self.kinds or (self.taken[kind] and self.taken[kind] + size > self.budget):
+            return False
+        self.taken[kind] += size
+        return True
+
+
+def job_size(payload: dict[str, Any]) -> int:
+    """How many ids a job names (its ``*_ids`` lists), at least 1."""
+    return max(1, sum(len(v) for k, v in payload.items() if k.endswith("_ids") and isinstance(v, list)))
+
+
+_handoff: ContextVar[Handoff | None] = ContextVar("relais_job_handoff", default=None)
+
+
+@contextmanager
+def handing_off(handoff: Handoff) -> Iterator[Handoff]:
+    """Within the block (a worker running a stage), jobs queued for ``handoff.kinds``
+    go to ``handoff.jobs`` instead of the queue."""
+    token = _handoff.set(handoff)
+    try:
+        yield handoff
+    finally:
+        _handoff.reset(token)
 
 
 async def enqueue(
@@ -44,23 +100,9 @@ async def enqueue(
     max_attempts: int = 8,
 ) -> bool:
     """Add a job in the caller's transaction. With ``dedupe_key``, a second
-    enqueue of the same key does nothing (returns False)."""
-    stmt = (
-        dialect_insert(session)(Job)
-        .values(
-            kind=kind,
-            payload=payload,
-            dedupe_key=dedupe_key,
-            run_at=run_at or utcnow(),
-            max_attempts=max_attempts,
-            status="queued",
-            attempts=0,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(Job.id)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none() is not None
+    enqueue of the same key does nothing (returns False). Inside a worker's
+    :func:`handing_off`, a due job of a handed-off kind is written claimed by it."""
+    return await enqueue_many(session, [(kind, payload, dedupe_key, run_at, max_attempts)]) == 1
 
 
 async def enqueue_many(
@@ -73,23 +115,65 @@ async def enqueue_many(
     if not rows:
         return 0
     now = utcnow()
-    values = [
-        {"kind": kind, "payload": payload, "dedupe_key": dedupe_key, "run_at": run_at or now,
-         "max_attempts": max_attempts, "status": "queued", "attempts": 0, "created_at": now}
-        for kind, payload, dedupe_key, run_at, max_attempts in rows
-    ]
+    handoff = _handoff.get()
+    holder, lease = (handoff.worker_id, now + timedelta(seconds=handoff.lease_s)) if handoff else (None, None)
+    values = []
+    for kind, payload, dedupe_key, run_at, max_attempts in rows:
+        mine = handoff is not None and handoff.takes(kind, payload, run_at is None or run_at <= now)
+        values.append({
+            "kind": kind, "payload": payload, "dedupe_key": dedupe_key, "run_at": run_at or now,
+            "max_attempts": max_attempts, "created_at": now, "status": "running" if mine else "queued",
+            "attempts": 1 if mine else 0, "locked_by": holder if mine else None,
+            "locked_until": lease if mine else None,
+        })
     jobs = Job.__table__
-    stmt = dialect_insert(session)(jobs).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(jobs.c.id)
-    return len((await session.execute(stmt, values)).all())
+    stmt = (
+        dialect_insert(session)(jobs)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(jobs.c.id, jobs.c.kind, jobs.c.payload, jobs.c.status, jobs.c.max_attempts)
+    )
+    added = (await session.execute(stmt, values)).all()
+    if handoff is not None:
+        for job_id, kind, payload, status, max_attempts in added:
+            if status == "running":
+                handoff.jobs.append(ClaimedJob(job_id, kind, payload, 1, max_attempts))
+                if handoff.on_create is not None:
+                    handoff.on_create(job_id)
+    return len(added)
+
+
+async def enqueue_chunks(
+    session: AsyncSession, kind: str, key: str, ids: list[int], dedupe_prefix: str,
+    extra: dict[str, Any] | None = None, key_ids: list[int] | None = None,
+) -> int:
+    """Jobs of ``kind`` for ``ids``, at most :data:`IDS_PER_JOB` ids each (``{key: [...]}``
+    plus ``extra``), each deduplicated on ``{dedupe_prefix}:{first id}`` (or the first of
+    its ``key_ids``, aligned with ``ids``). Returns how many jobs were added."""
+    keys = key_ids or ids
+    return await enqueue_many(session, [
+        (kind, {key: ids[start:start + IDS_PER_JOB], **(extra or {})}, f"{dedupe_prefix}:{keys[start]}", None, 8)
+        for start in range(0, len(ids), IDS_PER_JOB)
+    ])
 
 
 async def claim(
-    session: AsyncSession, worker_id: str, *, limit: int = 1, lease_s: float = 120.0
+    session: AsyncSession,
+    worker_id: str,
+    *,
+    limit: int = 1,
+    lease_s: float = 120.0,
+    batch_kinds: frozenset[str] = frozenset(),
+    batch_limit: int = 0,
 ) -> list[ClaimedJob]:
     """Take up to ``limit`` due jobs for ``worker_id``. Commit right after.
 
     Due jobs are read in (status, run_at) index order; jobs whose worker died
-    (lease expired) are picked up by a second, rarely non-empty, query.
+    (lease expired) are picked up by a second, rarely non-empty, query. When the
+    jobs taken include kinds of ``batch_kinds`` (run many per call) and more are due,
+    more jobs of those kinds are taken: up to half of that kind's due jobs (the other
+    workers share the rest), at most ``batch_limit`` jobs and about :data:`IDS_PER_JOB`
+    ids of each kind in all. A burst of one-comment
+    deliveries is then handled as a few large batches, not many small ones.
     """
     now = utcnow()
     queued = (
@@ -109,6 +193,20 @@ async def claim(
             .with_for_update(skip_locked=True)
         )
         jobs += await _take(session, abandoned, worker_id, now, lease_s)
+    counts = Counter(job.kind for job in jobs if job.kind in batch_kinds)
+    sizes = Counter({job.kind: 0 for job in jobs})
+    for job in jobs:
+        sizes[job.kind] += job_size(job.payload)
+    for kind, count in sorted(counts.items()):
+        if count >= batch_limit or sizes[kind] >= IDS_PER_JOB or len(jobs) < limit:
+            continue  # large enough already, or all that was due fitted in the first claim
+        due = select(Job.id).where(Job.status == "queued", Job.run_at <= now, Job.kind == kind)
+        waiting = int(await session.scalar(select(func.count()).select_from(due.limit(2 * batch_limit).subquery())) or 0)
+        room = (IDS_PER_JOB - sizes[kind]) * count // sizes[kind]  # jobs of the same size as those taken
+        share = min(batch_limit, (count + waiting + 1) // 2, count + room) - count  # others get half of what waits
+        if share > 0:
+            more = due.order_by(Job.run_at, Job.id).limit(share).with_for_update(skip_locked=True)
+            jobs += await _take(session, more, worker_id, now, lease_s)
     return sorted(jobs, key=lambda j: j.id)
 
 

@@ -427,7 +427,7 @@ async def route_items(services: Services, ids: Sequence[int]) -> None:
             routed.append((item.id, rule.name, expert.email if expert else "triage"))
         await events.record_many(session, lags)
         if to_notify:
-            await queue.enqueue(session, "notify", {"assignment_ids": to_notify}, dedupe_key=f"notify-batch:{to_notify[0]}")
+            await queue.enqueue_chunks(session, "notify", "assignment_ids", to_notify, "notify-batch")
     services.wake()
     for item_id, rule_name, who in routed:
         services.announce("item.routed", {"item_id": item_id, "rule": rule_name, "expert": who})

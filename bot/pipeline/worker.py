@@ -2,6 +2,12 @@
 
 At-least-once delivery with idempotent stages: a handler may run again after a
 crash, so every stage checks what is already done before doing it.
+
+A stage's next step does not wait in the queue: the jobs a handler queues for a batch
+kind (classify, route, notify, send_email) are written already claimed by this worker
+(:class:`queue.Handoff`) and run as soon as the handler returns, in the same round. An
+item thus goes from ingest to its expert's mail in one round of one worker, with the
+same durable job rows (and leases) as before.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import os
 import socket
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -48,6 +54,15 @@ TOKEN_INVALID_RECHECK_S = 300.0
 SHUTDOWN_GRACE_S = 35.0
 
 
+@dataclass
+class _Round:
+    """The jobs of one claim and those handed off while it runs."""
+
+    pending: set[int]  # in hand: their leases are renewed; released if the round is cancelled
+    succeeded: list[int] = field(default_factory=list)
+    handed_off: int = 0
+
+
 class PermanentFailure(Exception):
     """Raised by a stage when retrying cannot help: the job goes straight to dead."""
 
@@ -66,6 +81,8 @@ class Worker:
         concurrency: int = 4,
         idle_sleep_s: float = 0.25,
         lease_s: float = 120.0,
+        batch_limit: int = 64,
+        hand_off: bool = True,
     ) -> None:
         self.sessions = sessions
         self.handlers = dict(handlers)
@@ -73,8 +90,12 @@ class Worker:
         self.concurrency = concurrency
         self.idle_sleep_s = idle_sleep_s
         self.lease_s = lease_s
+        self.batch_limit = batch_limit
+        self.batch_kinds = frozenset(k for k, h in self.handlers.items() if isinstance(h, BatchHandler))
         self._wake = asyncio.Event()
         self._stopping = False
+        #: kinds whose jobs, queued by a handler, this worker runs at once (see queue.Handoff)
+        self.hand_off_kinds = self.batch_kinds if hand_off else frozenset()
 
     def wake(self) -> None:
         """Tell an idle worker that new jobs are waiting."""
@@ -119,12 +140,12 @@ class Worker:
         the database pool's size, so that the renewal always finds a connection.
         """
         async with self.sessions.begin() as session:
-            jobs = await queue.claim(session, self.worker_id, limit=self.concurrency, lease_s=self.lease_s)
+            jobs = await queue.claim(session, self.worker_id, limit=self.concurrency, lease_s=self.lease_s,
+                                     batch_kinds=self.batch_kinds, batch_limit=self.batch_limit)
         if not jobs:
             return 0
-        pending = {job.id for job in jobs}
-        succeeded: list[int] = []
-        renewer = asyncio.create_task(self._renew(pending), name="relais-lease-renewal")
+        batch = _Round({job.id for job in jobs})
+        renewer = asyncio.create_task(self._renew(batch.pending), name="relais-lease-renewal")
         groups: dict[str, list[ClaimedJob]] = defaultdict(list)
         singles: list[ClaimedJob] = []
         for job in jobs:
@@ -132,17 +153,17 @@ class Worker:
                 groups[job.kind].append(job)
             else:
                 singles.append(job)
-        runs = [self._run(job, pending, succeeded) for job in singles]
-        runs += [self._run_group(group, pending, succeeded) for group in groups.values()]
+        runs = [self._run(job, batch) for job in singles]
+        runs += [self._run_group(group, batch) for group in groups.values()]
         try:
             await asyncio.gather(*runs)
         except asyncio.CancelledError:
-            await self._settle(succeeded, sorted(pending))
+            await self._settle(batch.succeeded, sorted(batch.pending))
             raise
         finally:
             renewer.cancel()
-        await self._settle(succeeded, [])
-        return len(jobs)
+        await self._settle(batch.succeeded, [])
+        return len(jobs) + batch.handed_off
 
     async def _settle(self, succeeded: list[int], unfinished: list[int]) -> None:
         async with self.sessions.begin() as session:
@@ -177,26 +198,27 @@ class Worker:
             total += handled
         return total
 
-    async def _run_group(self, group: list[ClaimedJob], pending: set[int], succeeded: list[int]) -> None:
+    async def _run_group(self, group: list[ClaimedJob], batch: _Round) -> None:
         """Jobs of one batch kind: one call for all; if it fails, each job alone."""
         if len(group) > 1:
             handler = self.handlers[group[0].kind]
             assert isinstance(handler, BatchHandler)
             try:
-                await handler.run([job.payload for job in group])
+                handed = await self._call(lambda: handler.run([job.payload for job in group]), batch)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - each job is run again alone below
                 log.warning("batch of %d %s jobs failed (%r): running each alone", len(group), group[0].kind, exc)
             else:
                 for job in group:
-                    pending.discard(job.id)
-                    succeeded.append(job.id)
+                    batch.pending.discard(job.id)
+                    batch.succeeded.append(job.id)
+                await self._run_handed_off(handed, batch)
                 return
         for job in group:
-            await self._run(job, pending, succeeded)
+            await self._run(job, batch)
 
-    async def _run(self, job: ClaimedJob, pending: set[int], succeeded: list[int]) -> None:
+    async def _run(self, job: ClaimedJob, batch: _Round) -> None:
         handler = self.handlers.get(job.kind)
         try:
             if handler is None:
@@ -204,17 +226,56 @@ class Worker:
             if job.attempts > job.max_attempts:
                 raise PermanentFailure("lease expired too many times (worker crashes?)")
             if isinstance(handler, BatchHandler):
-                await handler.run([job.payload])
+                handed = await self._call(lambda: handler.run([job.payload]), batch)
             else:
-                await handler(job.payload)
+                handed = await self._call(lambda: handler(job.payload), batch)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
             await self._record_failure(job, exc)
-            pending.discard(job.id)
+            batch.pending.discard(job.id)
         else:
-            pending.discard(job.id)
-            succeeded.append(job.id)
+            batch.pending.discard(job.id)
+            batch.succeeded.append(job.id)
+            await self._run_handed_off(handed, batch)
+
+    async def _call(self, run: Callable[[], Awaitable[None]], batch: _Round) -> list[ClaimedJob]:
+        """``run`` a handler; returns the jobs it handed to this worker. If it fails, those
+        (written only if its transaction committed) are released to the queue."""
+        handoff = queue.Handoff(self.worker_id, self.lease_s, self.hand_off_kinds, batch.pending.add)
+        with queue.handing_off(handoff):
+            try:
+                await run()
+            except asyncio.CancelledError:
+                raise  # the round releases everything still pending
+            except Exception:
+                await self._give_back(handoff.jobs, batch)
+                raise
+        return handoff.jobs
+
+    async def _run_handed_off(self, jobs: list[ClaimedJob], batch: _Round) -> None:
+        """The next stage's jobs, one batch per kind, in this worker's slot (during a
+        shutdown they go back to the queue instead)."""
+        if self._stopping:
+            await self._give_back(jobs, batch)
+            return
+        batch.handed_off += len(jobs)
+        by_kind: dict[str, list[ClaimedJob]] = defaultdict(list)
+        for job in jobs:
+            by_kind[job.kind].append(job)
+        for group in by_kind.values():
+            await self._run_group(group, batch)
+
+    async def _give_back(self, jobs: list[ClaimedJob], batch: _Round) -> None:
+        if not jobs:
+            return
+        ids = [job.id for job in jobs]
+        batch.pending.difference_update(ids)
+        try:
+            async with self.sessions.begin() as session:
+                await queue.release(session, ids, self.worker_id)
+        except Exception:  # noqa: BLE001 - their leases run out and another worker takes them
+            log.warning("worker %s could not release handed-off jobs %s", self.worker_id, ids, exc_info=True)
 
     async def _record_failure(self, job: ClaimedJob, exc: Exception) -> None:
         metrics.job_failed(job.kind, exc)  # /metrics: failures, platform and SMTP errors

@@ -422,3 +422,164 @@ async def test_a_failed_batch_runs_each_job_alone_and_the_failure_stays_on_its_j
     jobs = [await get_job(sessions, i) for i in ids]
     assert [j.status for j in jobs] == ["done", "done", "dead", "done"]
     assert jobs[2].last_error == "ValueError: item 2 is poison" and jobs[0].last_error is None
+
+
+# --- hand-off: a stage's next job runs at once in the same worker --------------------------
+
+
+def chain(sessions: Sessions, calls: list[tuple[str, list[int]]], *, fail_first: bool = False) -> dict[str, Any]:
+    """Two batch kinds, ``first`` queueing a ``second`` job in its own transaction."""
+    failed: list[bool] = []
+
+    async def first(payloads: list[dict[str, Any]]) -> None:
+        calls.append(("first", [p["n"] for p in payloads]))
+        async with sessions.begin() as session:
+            await queue.enqueue(session, "second", {"n": [p["n"] for p in payloads]})
+            await queue.enqueue(session, "later", {}, run_at=utcnow() + timedelta(hours=1))  # not due: queued
+            await queue.enqueue(session, "single", {})  # not a batch kind: queued
+        if fail_first and not failed:
+            failed.append(True)
+            raise ValueError("failed after its commit")
+
+    async def second(payloads: list[dict[str, Any]]) -> None:
+        calls.append(("second", [n for p in payloads for n in p["n"]]))
+
+    async def nothing(payload: dict[str, Any]) -> None:
+        return None
+
+    return {"first": BatchHandler(first), "second": BatchHandler(second), "later": BatchHandler(second), "single": nothing}
+
+
+async def jobs_by_kind(sessions: Sessions) -> dict[str, list[Job]]:
+    async with sessions() as session:
+        jobs = (await session.scalars(select(Job).order_by(Job.id))).all()
+    out: dict[str, list[Job]] = {}
+    for job in jobs:
+        out.setdefault(job.kind, []).append(job)
+    return out
+
+
+async def test_a_job_queued_by_a_batch_stage_runs_in_the_same_round_without_waiting_in_the_queue(sessions: Sessions) -> None:
+    for n in range(3):
+        await add_job(sessions, "first", {"n": n})
+    calls: list[tuple[str, list[int]]] = []
+    worker = Worker(sessions, chain(sessions, calls), worker_id="w1", concurrency=8)
+
+    assert await worker.run_once() == 4  # three claimed, one handed off
+    assert calls == [("first", [0, 1, 2]), ("second", [0, 1, 2])]
+    jobs = await jobs_by_kind(sessions)
+    (second,) = jobs["second"]
+    assert (second.status, second.attempts, second.locked_by) == ("done", 1, "w1")
+    assert [j.status for j in jobs["later"] + jobs["single"]] == ["queued", "queued"]
+
+    calls.clear()  # without hand-off, the next stage waits for the next claim
+    await add_job(sessions, "first", {"n": 9})
+    plain = Worker(sessions, chain(sessions, calls), worker_id="w2", concurrency=8, hand_off=False)
+    await plain.run_once()
+    assert calls == [("first", [9])]
+    assert (await jobs_by_kind(sessions))["second"][-1].status == "queued"
+
+
+async def test_jobs_handed_off_by_a_stage_that_then_fails_go_back_to_the_queue(sessions: Sessions) -> None:
+    await add_job(sessions, "first", {"n": 1}, max_attempts=3)
+    calls: list[tuple[str, list[int]]] = []
+    worker = Worker(sessions, chain(sessions, calls, fail_first=True), worker_id="w1", concurrency=8)
+
+    assert await worker.run_once() == 1
+    assert calls == [("first", [1])]  # the second stage did not run for a failed first
+    jobs = await jobs_by_kind(sessions)
+    assert jobs["first"][0].status == "queued" and jobs["first"][0].last_error == "ValueError: failed after its commit"
+    (second,) = jobs["second"]  # committed before the failure: back in the queue, due, attempt not counted
+    assert (second.status, second.attempts, second.locked_by) == ("queued", 0, None)
+
+    await worker.run_once()  # a later round takes it like any queued job
+    assert calls[-1] == ("second", [1])
+    assert (await jobs_by_kind(sessions))["second"][0].status == "done"
+
+
+async def test_a_cancelled_round_releases_the_jobs_it_handed_itself(sessions: Sessions) -> None:
+    await add_job(sessions, "first", {"n": 1})
+    started = asyncio.Event()
+
+    async def first(payloads: list[dict[str, Any]]) -> None:
+        async with sessions.begin() as session:
+            await queue.enqueue(session, "second", {"n": [1]})
+
+    async def second(payloads: list[dict[str, Any]]) -> None:
+        started.set()
+        await asyncio.Event().wait()  # stuck until cancelled
+
+    worker = Worker(sessions, {"first": BatchHandler(first), "second": BatchHandler(second)}, worker_id="w1")
+    task = asyncio.create_task(worker.run_once())
+    await asyncio.wait_for(started.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    jobs = await jobs_by_kind(sessions)
+    assert jobs["first"][0].status == "done"
+    assert (jobs["second"][0].status, jobs["second"][0].attempts, jobs["second"][0].locked_by) == ("queued", 0, None)
+
+
+async def test_a_handed_off_job_whose_worker_died_is_taken_by_another_when_its_lease_runs_out(sessions: Sessions) -> None:
+    async with sessions.begin() as session:  # what a worker killed mid-chain leaves behind
+        with queue.handing_off(queue.Handoff("dead-worker", 0.05, frozenset({"second"}))) as handoff:
+            await queue.enqueue(session, "second", {"n": [5]})
+    assert [j.kind for j in handoff.jobs] == ["second"]
+    calls: list[tuple[str, list[int]]] = []
+    rescuer = Worker(sessions, chain(sessions, calls), worker_id="rescuer")
+    assert await rescuer.run_once() == 0  # running, its lease still live
+    await asyncio.sleep(0.1)
+    assert await rescuer.run_once() == 1
+    assert calls == [("second", [5])]
+    (second,) = (await jobs_by_kind(sessions))["second"]
+    assert (second.status, second.attempts, second.locked_by) == ("done", 2, "rescuer")
+
+
+async def test_ids_are_queued_in_jobs_of_at_most_a_hundred_each_deduplicated(sessions: Sessions) -> None:
+    ids = list(range(1000, 1250))
+    async with sessions.begin() as session:
+        assert await queue.enqueue_chunks(session, "route", "item_ids", ids, "route-batch", {"x": 1}) == 3
+        assert await queue.enqueue_chunks(session, "route", "item_ids", ids, "route-batch", {"x": 1}) == 0  # a rerun
+    jobs = (await jobs_by_kind(sessions))["route"]
+    assert [len(j.payload["item_ids"]) for j in jobs] == [100, 100, 50]
+    assert [i for j in jobs for i in j.payload["item_ids"]] == ids and {j.payload["x"] for j in jobs} == {1}
+    assert [j.dedupe_key for j in jobs] == ["route-batch:1000", "route-batch:1100", "route-batch:1200"]
+
+
+async def test_a_stage_hands_its_worker_a_hundred_ids_and_queues_the_rest_for_any_worker(sessions: Sessions) -> None:
+    await add_job(sessions, "first", {"n": 1})
+    seen: list[list[int]] = []
+
+    async def first(payloads: list[dict[str, Any]]) -> None:
+        async with sessions.begin() as session:
+            await queue.enqueue_chunks(session, "second", "item_ids", list(range(250)), "second")
+
+    async def second(payloads: list[dict[str, Any]]) -> None:
+        seen.append([i for p in payloads for i in p["item_ids"]])
+
+    worker = Worker(sessions, {"first": BatchHandler(first), "second": BatchHandler(second)}, worker_id="w1")
+    assert await worker.run_once() == 2
+    assert seen == [list(range(100))]  # run at once, in this worker
+    jobs = (await jobs_by_kind(sessions))["second"]
+    assert [(j.status, j.locked_by) for j in jobs] == [("done", "w1"), ("queued", None), ("queued", None)]
+    other = Worker(sessions, {"second": BatchHandler(second)}, worker_id="w2")
+    assert await other.run_once() == 2
+    assert seen[1] == list(range(100, 250))
+
+
+async def test_a_full_claim_takes_more_small_jobs_of_a_batch_kind_but_leaves_others_half(sessions: Sessions) -> None:
+    for n in range(20):
+        await add_job(sessions, "small", {"item_ids": [n]})
+    async with sessions.begin() as session:  # 4 one-id jobs fill the claim: more, up to half of the 20
+        taken = await queue.claim(session, "w1", limit=4, batch_kinds=frozenset({"small"}), batch_limit=64)
+    assert len(taken) == 10 and {j.kind for j in taken} == {"small"}
+    async with sessions.begin() as session:  # not a batch kind: the limit is the limit
+        assert len(await queue.claim(session, "w2", limit=4)) == 4
+
+    async with sessions.begin() as session:
+        await session.execute(update(Job).where(Job.kind == "small").values(status="done"))
+    for n in range(20):
+        await add_job(sessions, "large", {"item_ids": list(range(60))})
+    async with sessions.begin() as session:  # two jobs of 60 ids: already more than 100 ids, no more
+        taken = await queue.claim(session, "w3", limit=2, batch_kinds=frozenset({"small", "large"}), batch_limit=64)
+    assert [j.kind for j in taken] == ["large", "large"]
