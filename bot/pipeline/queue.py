@@ -172,8 +172,8 @@ async def claim(
     jobs taken include kinds of ``batch_kinds`` (run many per call) and more are due,
     more jobs of those kinds are taken: up to half of that kind's due jobs (the other
     workers share the rest), at most ``batch_limit`` jobs and about :data:`IDS_PER_JOB`
-    ids of each kind in all. A burst of one-comment
-    deliveries is then handled as a few large batches, not many small ones.
+    ids of each kind in all. A burst of one-comment deliveries is then handled as a few
+    large batches, not many small ones.
     """
     now = utcnow()
     queued = (
@@ -194,7 +194,7 @@ async def claim(
         )
         jobs += await _take(session, abandoned, worker_id, now, lease_s)
     counts = Counter(job.kind for job in jobs if job.kind in batch_kinds)
-    sizes = Counter({job.kind: 0 for job in jobs})
+    sizes: Counter[str] = Counter()
     for job in jobs:
         sizes[job.kind] += job_size(job.payload)
     for kind, count in sorted(counts.items()):
