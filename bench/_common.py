@@ -60,10 +60,13 @@ class MailSink:
 
     def __init__(self) -> None:
         self.message_ids: list[bytes] = []
+        self.sizes: list[int] = []  # bytes of each mail, as received
         self._server: Any = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        found = self._MESSAGE_ID.search(envelope.original_content or envelope.content or b"")
+        raw = envelope.original_content or envelope.content or b""
+        self.sizes.append(len(raw))
+        found = self._MESSAGE_ID.search(raw)
         self.message_ids.append(found.group(1) if found else b"")
         return "250 OK"
 

@@ -96,6 +96,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "dead_jobs": dead,
         "emails_sent": emails,
         "emails_caught": len(set(catcher.message_ids)),
+        "mail_bytes_mean": round(sum(catcher.sizes) / len(catcher.sizes)) if catcher.sizes else 0,
     }
 
 
@@ -116,7 +117,7 @@ def main() -> None:
         f"(load average {result['loadavg_1m']})",
         f"  {result['items_per_s']:,} items/s, {result['jobs_per_s']:,} jobs/s ({result['seconds']} s, "
         f"{result['jobs_done']} jobs done, {result['dead_jobs']} dead, {result['emails_sent']} emails sent, "
-        f"{result['emails_caught']} caught)",
+        f"{result['emails_caught']} caught, {result['mail_bytes_mean']} bytes each on average)",
     ])
 
 
