@@ -28,7 +28,7 @@ from bot.pipeline import queue
 from bot.pipeline.classify import thread_parents
 from bot.pipeline.sla_clock import calendar_for, step_time
 from bot.pipeline.teams import unavailable
-from bot.pipeline.worker import PermanentFailure
+from bot.pipeline.worker import BatchFailed, PermanentFailure
 from bot.services import Services
 from bot.store.models import Assignment, Channel, Classification, Email, EmailPart, Expert, Item, utcnow
 from bot.store.queries import latest_assignment, latest_classifications
@@ -385,12 +385,16 @@ async def send_emails(services: Services, email_ids: list[int]) -> None:
     for good (5xx: ``failed``); or not delivered this time (attempts + 1, the error).
     If any mail was not sent, this raises afterwards (``PermanentFailure`` when every
     failure was a refusal, else the ``SmtpUnavailable``), so the worker retries each job
-    alone and records each failure on its own job; the mails sent are not sent again."""
+    alone and records each failure on its own job; the mails sent are not sent again.
+    When the server cannot be reached or refuses the session, the rest is not tried and
+    this raises ``BatchFailed``: every job waits for its retry, none is tried alone."""
     ids = list(dict.fromkeys(email_ids))
     refused: SmtpRejected | None = None
     unavailable: SmtpUnavailable | None = None
     for start in range(0, len(ids), MAILS_PER_CONNECTION):
-        chunk_refused, chunk_unavailable = await _send_chunk(services, ids[start:start + MAILS_PER_CONNECTION])
+        chunk_refused, chunk_unavailable, connected = await _send_chunk(services, ids[start:start + MAILS_PER_CONNECTION])
+        if not connected and chunk_unavailable is not None:
+            raise BatchFailed(chunk_unavailable)
         refused, unavailable = refused or chunk_refused, unavailable or chunk_unavailable
     if unavailable is not None:
         raise unavailable
@@ -398,9 +402,11 @@ async def send_emails(services: Services, email_ids: list[int]) -> None:
         raise PermanentFailure(f"SMTP refused the mail: {refused}") from refused
 
 
-async def _send_chunk(services: Services, email_ids: list[int]) -> tuple[SmtpRejected | None, SmtpUnavailable | None]:
+async def _send_chunk(
+    services: Services, email_ids: list[int]
+) -> tuple[SmtpRejected | None, SmtpUnavailable | None, bool]:
     """Deliver these mails over one connection and record each outcome; returns the
-    first refusal and the first other failure."""
+    first refusal, the first other failure, and whether the session was opened."""
     async with services.sessions() as session:
         emails = (await session.scalars(
             select(Email).where(Email.id.in_(email_ids), Email.status != "sent").order_by(Email.id)
@@ -411,7 +417,7 @@ async def _send_chunk(services: Services, email_ids: list[int]) -> tuple[SmtpRej
             for part in await session.scalars(query):
                 parts.setdefault(part.email_id, []).append(part)
     if not emails:
-        return None, None
+        return None, None, True
     sent: list[Email] = []
     failures: dict[int, SmtpRejected | SmtpUnavailable] = {}
     messages = []
@@ -429,8 +435,10 @@ async def _send_chunk(services: Services, email_ids: list[int]) -> tuple[SmtpRej
         except ValueError as exc:  # an address or Message-ID that cannot be sent safely
             failures[email.id] = SmtpRejected(f"cannot send {email.message_id}: {exc}")
     lost: SmtpUnavailable | None = None
+    connected = False
     try:
         async with SmtpConnection(SmtpSettings.from_url(services.settings.smtp_url)) as connection:
+            connected = True
             for email, message in messages:
                 try:
                     await connection.send(message)
@@ -464,4 +472,4 @@ async def _send_chunk(services: Services, email_ids: list[int]) -> tuple[SmtpRej
         services.announce("email.sent", {"email_id": email.id, "to": email.to_address})
     refused = next((e for e in failures.values() if isinstance(e, SmtpRejected)), None)
     unavailable = next((e for e in failures.values() if isinstance(e, SmtpUnavailable)), None)
-    return refused, unavailable
+    return refused, unavailable, connected

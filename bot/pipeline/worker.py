@@ -67,6 +67,17 @@ class PermanentFailure(Exception):
     """Raised by a stage when retrying cannot help: the job goes straight to dead."""
 
 
+class BatchFailed(Exception):
+    """Raised by a batch stage for a failure that is not about any one of its jobs (the
+    SMTP server cannot be reached): the worker records ``cause`` on every job of the call
+    at once, instead of running each job alone to meet the same failure once per job
+    (with a server that does not answer, once per job a full time-out)."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -207,6 +218,11 @@ class Worker:
                 handed = await self._call(lambda: handler.run([job.payload for job in group]), batch)
             except asyncio.CancelledError:
                 raise
+            except BatchFailed as exc:
+                for job in group:
+                    await self._record_failure(job, exc.cause)
+                    batch.pending.discard(job.id)
+                return
             except Exception as exc:  # noqa: BLE001 - each job is run again alone below
                 log.warning("batch of %d %s jobs failed (%r): running each alone", len(group), group[0].kind, exc)
             else:
@@ -232,7 +248,7 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
-            await self._record_failure(job, exc)
+            await self._record_failure(job, exc.cause if isinstance(exc, BatchFailed) else exc)
             batch.pending.discard(job.id)
         else:
             batch.pending.discard(job.id)

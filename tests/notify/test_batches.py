@@ -15,7 +15,7 @@ from sqlalchemy import event, func, select
 from bot.demo.mailcatcher import MailCatcher
 from bot.notify.outbox import notify_experts, send_emails
 from bot.notify.smtp import SmtpUnavailable
-from bot.pipeline.worker import PermanentFailure
+from bot.pipeline.worker import BatchFailed, PermanentFailure
 from bot.services import Services, open_services
 from bot.store import db
 from bot.store.models import Assignment, Channel, Classification, Email, Expert, Item, Job, ReplyLink, utcnow
@@ -128,8 +128,9 @@ async def test_server_down_then_up_delivers_each_mail_once(tmp_path: Path, datab
     port = free_port()
     async with _services(tmp_path, database_url, models_dir, port) as services:
         ids = await _outbox(services, [f"expert{n}@example.org" for n in range(5)])
-        with pytest.raises(SmtpUnavailable):
+        with pytest.raises(BatchFailed) as failed:  # the same failure for every mail: recorded on each job at once
             await send_emails(services, ids)
+        assert isinstance(failed.value.cause, SmtpUnavailable)
         down = await _emails(services, ids)
         assert all(e.status == "queued" and e.attempts == 1 and "unreachable" in (e.last_error or "") for e in down)
 

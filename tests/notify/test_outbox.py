@@ -104,6 +104,41 @@ async def test_smtp_down_then_up_delivers_each_mail_once(stack: tuple[Services, 
     assert item is not None and item.status == "notified"
 
 
+async def test_an_unreachable_smtp_server_is_tried_once_per_batch_not_once_per_mail(stack: tuple[Services, Worker, int]) -> None:
+    services, worker, port = stack
+    connections = 0
+
+    async def busy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        writer.write(b"421 4.3.2 try again later\r\n")  # a greeting that refuses the session
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(busy, "127.0.0.1", port)
+    try:
+        texts = [f"Commande {n} arrivée en retard et froide, service client injoignable, je suis furieuse 😡" for n in range(6)]
+        items = [
+            InboundItem(platform=Platform.FACEBOOK, external_id=f"42_9_{n}", kind=ItemKind.COMMENT, channel_external_id="42",
+                        author=Author(id=str(n), name="Julie"), text=text, created_time=utcnow())
+            for n, text in enumerate(texts)
+        ]
+        async with services.sessions.begin() as session:  # one delivery: one batch through every stage
+            await store_items(session, await session.scalar(select(Channel)), items, source="webhook")
+        await worker.drain()
+    finally:
+        server.close()
+        await server.wait_closed()
+    async with services.sessions() as session:
+        emails = (await session.scalars(select(Email).where(Email.kind == "notification"))).all()
+        jobs = (await session.scalars(select(Job).where(Job.kind == "send_email"))).all()
+    assert len(emails) >= 2
+    assert connections == 1  # the batch met the refusal once; each mail alone would have met it again
+    assert {e.status for e in emails} == {"queued"} and {e.attempts for e in emails} == {1}
+    assert all("421" in (e.last_error or "") for e in emails)
+    assert {j.status for j in jobs} == {"queued"} and all(j.run_at > utcnow() and "421" in (j.last_error or "") for j in jobs)
+
+
 async def test_reminders_then_escalation_to_the_community_manager(stack: tuple[Services, Worker, int]) -> None:
     services, worker, port = stack
     catcher = MailCatcher()
