@@ -64,6 +64,7 @@ class Handoff:
     taken: Counter[str] = field(default_factory=Counter)
 
     def takes(self, kind: str, payload: dict[str, Any], due: bool) -> bool:
+        """Whether this job goes to the worker (and then counts its ids against the budget)."""
         size = job_size(payload)
         if not due or kind not in self.kinds or (self.taken[kind] and self.taken[kind] + size > self.budget):
             return False

@@ -210,7 +210,8 @@ class Worker:
         return total
 
     async def _run_group(self, group: list[ClaimedJob], batch: _Round) -> None:
-        """Jobs of one batch kind: one call for all; if it fails, each job alone."""
+        """Jobs of one batch kind: one call for all; if it fails, each job alone (a
+        ``BatchFailed``: its cause recorded on each job, none run alone)."""
         if len(group) > 1:
             handler = self.handlers[group[0].kind]
             assert isinstance(handler, BatchHandler)
