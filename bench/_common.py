@@ -6,6 +6,7 @@ import json
 import platform
 import re
 import resource
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `.venv/bin/python bench/NAME.py` from anywhere
     sys.path.insert(0, str(ROOT))
+
+
+def clean_up_on_sigterm() -> None:
+    """A bench stopped with SIGTERM (``pkill``, a time-out) unwinds as on Ctrl-C, so its
+    ``finally`` blocks stop the ``relais`` processes it started (else they keep polling)."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

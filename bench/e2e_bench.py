@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, MailSink, emit, machine, percentile
+from _common import ROOT, MailSink, clean_up_on_sigterm, emit, machine, percentile
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 APP_SECRET = "bench-app-secret"
@@ -193,6 +193,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="relais-bench-e2e-") as tmp:
+        clean_up_on_sigterm()
         result = {**machine(), **asyncio.run(bench(args, Path(tmp)))}
     emit(result, args.json, [
         f"e2e ({result['database']}, {result['worker_processes'] or 'in-process'} worker(s)): target {result['target_rate']}/s for {result['duration_s']} s, "

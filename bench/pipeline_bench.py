@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, MailSink, emit, machine
+from _common import ROOT, MailSink, clean_up_on_sigterm, emit, machine
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -111,6 +111,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="relais-bench-pipeline-") as tmp:
+        clean_up_on_sigterm()
         result = {**machine(), **asyncio.run(bench(args, Path(tmp)))}
     emit(result, args.json, [
         f"pipeline: {result['items']} items, {result['workers']} workers x {result['concurrency']} "
